@@ -1,0 +1,27 @@
+"""The project's own error types. The CLI prints these as one line and exits 2; anything else keeps its traceback."""
+
+from __future__ import annotations
+
+
+class HfGPT2Error(Exception):
+    """Base class of every user-facing error: the message names the bad value and the fix."""
+
+
+class RecipeError(HfGPT2Error):
+    """A recipe or override is invalid (unknown key, wrong type, impossible value)."""
+
+
+class DataError(HfGPT2Error):
+    """A data source is missing, empty or malformed."""
+
+
+class CheckpointError(HfGPT2Error):
+    """A checkpoint or model folder is missing, corrupt or incompatible."""
+
+
+class ConversionError(HfGPT2Error):
+    """Weights cannot be converted between stock GPT-2 and hf_gpt2 (missing tensor, shape mismatch)."""
+
+
+class RunFolderError(HfGPT2Error):
+    """A run folder would be overwritten, or cannot be resumed."""
