@@ -1,0 +1,108 @@
+"""HfGPT2Config: GPT-2's hyperparameters under GPT-2's own field names, registered as model_type "hf_gpt2".
+
+This file travels to the Hub with every release (``trust_remote_code``): it imports only transformers.
+"""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu", "gelu_fast", "quick_gelu")
+
+
+class HfGPT2Config(PreTrainedConfig):
+    """Configuration of an hf_gpt2 model; the defaults are GPT-2 124M.
+
+    Args:
+        vocab_size: number of token ids the model predicts (GPT-2: 50257).
+        n_positions: longest sequence the learned position table covers.
+        n_embd: width of the residual stream.
+        n_layer: number of transformer blocks.
+        n_head: attention heads per block; must divide ``n_embd``.
+        n_inner: width of the MLP; ``None`` means ``4 * n_embd``.
+        activation_function: MLP activation. ``gelu_new`` (GPT-2's tanh-GELU) runs as one fused kernel.
+        resid_pdrop: dropout on each residual branch output.
+        embd_pdrop: dropout on the sum of token and position embeddings.
+        attn_pdrop: dropout on attention probabilities.
+        layer_norm_epsilon: LayerNorm epsilon.
+        initializer_range: std of the normal init; residual projections get ``std / sqrt(2 * n_layer)``.
+        scale_attn_weights: scale attention scores by ``1 / sqrt(head_dim)`` (GPT-2 does).
+        use_cache: return a KV cache from forward by default (generation); training turns it off.
+        tie_word_embeddings: share the LM head with the token embedding (GPT-2 does).
+    """
+
+    model_type = "hf_gpt2"
+    keys_to_ignore_at_inference = ["cache"]
+    attribute_map = {
+        "hidden_size": "n_embd",
+        "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+    }
+
+    def __init__(
+        self,
+        vocab_size: int = 50257,
+        n_positions: int = 1024,
+        n_embd: int = 768,
+        n_layer: int = 12,
+        n_head: int = 12,
+        n_inner: int | None = None,
+        activation_function: str = "gelu_new",
+        resid_pdrop: float = 0.1,
+        embd_pdrop: float = 0.1,
+        attn_pdrop: float = 0.1,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        scale_attn_weights: bool = True,
+        use_cache: bool = True,
+        bos_token_id: int = 50256,
+        eos_token_id: int = 50256,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.n_positions = n_positions
+        self.n_embd = n_embd
+        self.n_layer = n_layer
+        self.n_head = n_head
+        self.n_inner = n_inner
+        self.activation_function = activation_function
+        self.resid_pdrop = resid_pdrop
+        self.embd_pdrop = embd_pdrop
+        self.attn_pdrop = attn_pdrop
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.scale_attn_weights = scale_attn_weights
+        self.use_cache = use_cache
+        self._validate_hf_gpt2()
+        super().__init__(
+            bos_token_id=bos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs
+        )
+
+    def _validate_hf_gpt2(self) -> None:
+        problems = []
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not problems and self.n_embd % self.n_head != 0:
+            problems.append(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
+                f"use an n_head that divides {self.n_embd} (e.g. {_divisor_near(self.n_embd, self.n_head)})"
+            )
+        if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
+            problems.append(f"n_inner must be a positive integer or None (4 * n_embd), got {self.n_inner!r}")
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) < 1.0:
+                problems.append(f"{name} must be in [0, 1), got {value!r}")
+        if self.activation_function not in _ACTIVATIONS:
+            problems.append(f"activation_function={self.activation_function!r} is not one of {list(_ACTIVATIONS)}")
+        if problems:
+            raise ValueError("invalid HfGPT2Config: " + "; ".join(problems))
+
+
+def _divisor_near(n: int, target: int) -> int:
+    """The divisor of ``n`` closest to ``target`` (for error messages)."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
