@@ -138,7 +138,9 @@ def to_gpt2(model: HfGPT2ForCausalLM) -> GPT2LMHeadModel:
     from transformers import GPT2LMHeadModel
 
     stock = GPT2LMHeadModel(config_to_gpt2(model.config))
-    target = {key: value for key, value in stock.state_dict().items() if not key.endswith((".attn.bias", "masked_bias"))}
+    target = {
+        key: value for key, value in stock.state_dict().items() if not key.endswith((".attn.bias", "masked_bias"))
+    }
     state = _convert_state_dict(model.state_dict(), target, "hf_gpt2 → GPT-2")
     stock.load_state_dict(state, strict=False)
     stock.generation_config = model.generation_config
@@ -164,12 +166,15 @@ def load_causal_lm(name_or_path: str | os.PathLike) -> HfGPT2ForCausalLM:
         try:
             return HfGPT2ForCausalLM.from_pretrained(str(name_or_path))
         except (OSError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"could not load the hf_gpt2 model in {str(name_or_path)!r}: {_first_line(err)}") from err
+            raise CheckpointError(
+                f"could not load the hf_gpt2 model in {str(name_or_path)!r}: {_first_line(err)}"
+            ) from err
     if config.model_type == "gpt2":
         logger.info("converting stock GPT-2 %s to hf_gpt2", name_or_path)
         return from_gpt2(name_or_path)
     raise CheckpointError(
-        f"{str(name_or_path)!r} holds a {config.model_type!r} model; hf_gpt2 starts from hf_gpt2 or GPT-2 checkpoints only"
+        f"{str(name_or_path)!r} holds a {config.model_type!r} model; "
+        "hf_gpt2 starts from hf_gpt2 or GPT-2 checkpoints only"
     )
 
 
@@ -221,7 +226,9 @@ def _require_source(name_or_path: str | os.PathLike) -> None:
             raise CheckpointError(f"model source {text!r} is a file; give the folder that holds config.json")
         return
     if not _HUB_ID.fullmatch(text):
-        raise CheckpointError(f"model source {text!r} does not exist; give a model folder or a Hub id like 'user/name'")
+        raise CheckpointError(
+            f"model source {text!r} does not exist; give a model folder or a Hub id like 'user/name'"
+        )
 
 
 def _first_line(err: BaseException) -> str:

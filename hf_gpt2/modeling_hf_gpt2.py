@@ -245,7 +245,12 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
         for block in self.h:
             # hidden_states goes positionally: the checkpointing wrapper only handles kwargs it knows.
             hidden_states = block(
-                hidden_states, attention_mask=mask, cache=cache, use_cache=use_cache, position_ids=position_ids, **kwargs
+                hidden_states,
+                attention_mask=mask,
+                cache=cache,
+                use_cache=use_cache,
+                position_ids=position_ids,
+                **kwargs,
             )
         return BaseModelOutputWithPast(last_hidden_state=self.ln_f(hidden_states), cache=cache)
 

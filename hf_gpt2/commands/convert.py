@@ -12,7 +12,9 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument(
-        "--from-gpt2", action="store_true", help="SRC is a stock GPT-2 folder or Hub id; DST becomes an hf_gpt2 release"
+        "--from-gpt2",
+        action="store_true",
+        help="SRC is a stock GPT-2 folder or Hub id; DST becomes an hf_gpt2 release",
     )
     direction.add_argument(
         "--to-gpt2", action="store_true", help="SRC is an hf_gpt2 folder; DST becomes a stock GPT2LMHeadModel folder"

@@ -1,0 +1,95 @@
+"""Conversion between stock transformers GPT-2 and hf_gpt2, in Python and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hf_gpt2 import HfGPT2ForCausalLM
+from hf_gpt2.convert import from_gpt2, load_causal_lm, to_gpt2
+from hf_gpt2.errors import CheckpointError, ConversionError
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hf_gpt2", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_round_trip_through_hf_gpt2_is_exact(tiny_stock_gpt2):
+    back = to_gpt2(from_gpt2(tiny_stock_gpt2))
+    for key, value in tiny_stock_gpt2.state_dict().items():
+        if key in back.state_dict():
+            assert torch.equal(back.state_dict()[key], value), key
+
+
+def test_from_gpt2_reads_a_folder(tiny_stock_gpt2, tmp_path):
+    tiny_stock_gpt2.save_pretrained(tmp_path / "stock")
+    model = from_gpt2(tmp_path / "stock")
+    x = torch.randint(0, 50257, (1, 10))
+    with torch.no_grad():
+        assert (model(x).logits - tiny_stock_gpt2(x).logits).abs().max() < 1e-4
+    assert type(load_causal_lm(tmp_path / "stock")) is HfGPT2ForCausalLM
+
+
+def test_shape_mismatch_names_the_tensor(tiny_stock_gpt2):
+    state = tiny_stock_gpt2.state_dict()
+    state["transformer.h.1.mlp.c_fc.weight"] = torch.zeros(32, 64)
+    broken = GPT2LMHeadModel(tiny_stock_gpt2.config)
+    broken.state_dict = lambda: state  # what a checkpoint with a wrong-size MLP would give
+    with pytest.raises(ConversionError, match=r"'transformer\.h\.1\.mlp\.c_fc\.weight' has shape \(32, 64\)"):
+        from_gpt2(broken)
+
+
+def test_missing_tensor_names_the_tensor(tiny_stock_gpt2):
+    state = dict(tiny_stock_gpt2.state_dict())
+    del state["transformer.ln_f.bias"]
+    broken = GPT2LMHeadModel(tiny_stock_gpt2.config)
+    broken.state_dict = lambda: state
+    with pytest.raises(ConversionError, match=r"no tensor 'transformer\.ln_f\.bias'"):
+        from_gpt2(broken)
+
+
+def test_unsupported_stock_options_are_refused():
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, reorder_and_upcast_attn=True))
+    with pytest.raises(ConversionError, match="reorder_and_upcast_attn=True"):
+        from_gpt2(model)
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        from_gpt2(tmp_path / "nowhere" / "model")
+
+
+def test_cli_round_trip_and_refusals(tiny_stock_gpt2, gpt2_tokenizer, tmp_path):
+    stock_dir, ours_dir, back_dir = tmp_path / "stock", tmp_path / "ours", tmp_path / "back"
+    tiny_stock_gpt2.save_pretrained(stock_dir)
+    gpt2_tokenizer.save_pretrained(stock_dir)
+
+    done = _cli("convert", "--from-gpt2", str(stock_dir), str(ours_dir))
+    assert done.returncode == 0, done.stderr
+    config = json.loads((ours_dir / "config.json").read_text())
+    assert config["model_type"] == "hf_gpt2"
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_hf_gpt2.HfGPT2ForCausalLM"
+    assert (ours_dir / "tokenizer.json").is_file()
+
+    done = _cli("convert", "--to-gpt2", str(ours_dir), str(back_dir))
+    assert done.returncode == 0, done.stderr
+    back = GPT2LMHeadModel.from_pretrained(back_dir)
+    x = torch.randint(0, 50257, (2, 12))
+    with torch.no_grad():
+        assert (back(x).logits - tiny_stock_gpt2(x).logits).abs().max() < 1e-4
+
+    before = sorted(p.name for p in back_dir.iterdir())
+    done = _cli("convert", "--to-gpt2", str(ours_dir), str(back_dir))
+    assert done.returncode == 2
+    assert "already exists" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in back_dir.iterdir()) == before
+
+    done = _cli("convert", "--from-gpt2", str(tmp_path / "missing" / "x"), str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
