@@ -1,0 +1,26 @@
+"""Reference numbers for GPT-2 124M ("117M" in the paper), for the table printed beside a model's results.
+
+Accuracies are fractions, as the tasks report them (the table prints them in %).
+"""
+
+from __future__ import annotations
+
+PAPER_SOURCE = "GPT-2 paper, Table 3 (zero-shot, 117M = 124M)"
+LM_EVAL_SOURCE = "lm-evaluation-harness, model `gpt2`"
+
+PAPER_124M: dict[str, dict[str, float]] = {
+    "lambada_openai_paper": {"ppl": 35.13, "acc": 0.4599},
+    "cbt_cn": {"acc": 0.8765},
+    "cbt_ne": {"acc": 0.834},
+    "wikitext2": {"word_perplexity": 29.41},
+    "wikitext103": {"word_perplexity": 37.50},
+    "enwik8": {"bits_per_byte": 1.16},
+    "text8": {"bits_per_char": 1.17},
+}
+"""The paper's Table 3 for the smallest model. PTB (65.85) and 1BW (75.20) have no task here."""
+
+LM_EVAL_GPT2: dict[str, dict[str, float]] = {
+    "lambada_openai": {"acc": 0.3256, "ppl": 40.06},
+    "hellaswag": {"acc": 0.2892, "acc_norm": 0.3114},
+}
+"""lm-evaluation-harness on the same OpenAI `gpt2` weights (LAMBADA: whole last word; HellaSwag: multiple choice)."""

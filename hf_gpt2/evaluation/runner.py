@@ -1,0 +1,136 @@
+"""Run a list of tasks on one model, and print the results beside GPT-2's reference numbers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from hf_gpt2.evaluation.base import EvalOptions
+from hf_gpt2.evaluation.references import LM_EVAL_GPT2, PAPER_124M
+from hf_gpt2.evaluation.registry import TASKS, resolve_tasks
+from hf_gpt2.evaluation.scoring import LoglikelihoodScorer
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+# The metrics shown in the table, per task, in order (results hold a few more, e.g. byte_perplexity).
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "lambada_openai": ("acc", "ppl"),
+    "lambada_openai_paper": ("acc", "ppl"),
+    "cbt_cn": ("acc",),
+    "cbt_ne": ("acc",),
+    "wikitext2": ("word_perplexity", "token_perplexity", "bits_per_byte"),
+    "wikitext103": ("word_perplexity", "token_perplexity", "bits_per_byte"),
+    "enwik8": ("bits_per_byte",),
+    "text8": ("bits_per_char",),
+    "hellaswag": ("acc", "acc_norm"),
+    "val_loss": ("loss", "ppl"),
+}
+_BOOKKEEPING = {"n", "tokens", "context", "stride"}
+
+
+def run_tasks(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: str | Iterable[str],
+    *,
+    data: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+    options: EvalOptions | None = None,
+) -> dict[str, dict[str, float]]:
+    """Score ``model`` on benchmark tasks and return ``{task: {metric: value, ..., "n": count}}``.
+
+    Args:
+        model: a causal LM (hf_gpt2, stock GPT-2, or any ``*ForCausalLM``), on the device to run on; it is put in
+            eval mode for the run and restored afterwards.
+        tokenizer: its tokenizer.
+        tasks: task names and groups (``"gpt2-paper"``, ``"all"``), as a list or a comma-separated string.
+        data: task → local path, replacing the task's Hub source (required for enwik8, text8, val_loss).
+        limit: score only the first ``limit`` documents/items (windows for enwik8, text8 and val_loss).
+        batch_size: requests per forward pass (per process).
+        accelerator: split the work across its processes and gather the results (every process returns them all).
+        progress: show progress bars on the main process.
+        options: rolling-window context/stride and detokenization (:class:`EvalOptions`).
+
+    Raises:
+        UnknownTaskError, DataError, ContextLengthError: bad task names, missing or malformed data, or a model whose
+            context is too short for a task.
+    """
+    data = dict(data or {})
+    names = resolve_tasks(tasks, data)
+    options = options or EvalOptions()
+    scorer = LoglikelihoodScorer(model, tokenizer, batch_size=batch_size, accelerator=accelerator, progress=progress)
+    was_training = scorer.model.training
+    scorer.model.eval()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name in names:
+            task = TASKS[name]
+            if scorer.is_main_process:
+                logger.info("%s: %s; data: %s", name, task.summary, task.describe_source(data.get(name)))
+            started = time.perf_counter()
+            results[name] = task.run(scorer, data.get(name), limit=limit, options=options)
+            if scorer.is_main_process:
+                shown = {k: round(v, 4) for k, v in results[name].items() if k not in _BOOKKEEPING}
+                logger.info("%s: %s (n=%d, %.1f s)", name, shown, results[name]["n"], time.perf_counter() - started)
+    finally:
+        scorer.model.train(was_training)
+    return results
+
+
+def format_table(results: Mapping[str, Mapping[str, float]], *, title: str | None = None) -> str:
+    """A plain-text table of results beside the GPT-2 paper's 124M numbers and lm-evaluation-harness's ``gpt2``.
+
+    Accuracies print in %; a dash means there is no reference for that task and metric.
+    """
+    header = ("task", "metric", "value", "GPT-2 paper 124M", "lm-eval gpt2", "n")
+    rows = [header]
+    for task, metrics in results.items():
+        names = HEADLINE_METRICS.get(task) or tuple(k for k in metrics if k not in _BOOKKEEPING)
+        for metric in names:
+            if metric not in metrics:
+                continue
+            rows.append(
+                (
+                    task,
+                    f"{metric} (%)" if _is_accuracy(metric) else metric,
+                    _format_value(metric, metrics[metric]),
+                    _format_value(metric, PAPER_124M.get(task, {}).get(metric)),
+                    _format_value(metric, LM_EVAL_GPT2.get(task, {}).get(metric)),
+                    f"{int(metrics.get('n', 0))}",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [title] if title else []
+    for i, row in enumerate(rows):
+        left = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells = left + [c.rjust(w) for c, w in zip(row[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_accuracy(metric: str) -> bool:
+    return metric.startswith("acc")
+
+
+def _format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    if _is_accuracy(metric):
+        return f"{100 * value:.2f}"
+    if abs(value) >= 1e6:
+        return f"{value:.4g}"
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"

@@ -1,0 +1,257 @@
+"""Batched log-likelihood scoring: the one place where the benchmark suite runs the model.
+
+Every task turns its documents into :class:`LoglikelihoodRequest`s (context tokens, continuation tokens) and gets back
+one :class:`LoglikelihoodResult` per request: the summed log-probability of the continuation and whether every
+continuation token was the greedy choice. This is lm-evaluation-harness's ``loglikelihood`` request type;
+``loglikelihood_rolling`` is :func:`rolling_windows` plus the same scorer.
+
+Requests are sorted longest first, right-padded into batches, left-truncated to the model's context and scored with
+one forward pass per batch. Under Accelerate the batches are split across processes and the results gathered with
+``gather_for_metrics``, so every process returns the full list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hf_gpt2.evaluation.errors import ContextLengthError
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+# Config attributes that hold a causal LM's context length, in the order transformers' model families use them.
+_CONTEXT_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
+
+
+@dataclass(frozen=True, slots=True)
+class LoglikelihoodRequest:
+    """Score ``continuation`` given ``context`` (both token ids; the context may be longer than the model's)."""
+
+    context: Sequence[int]
+    continuation: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class LoglikelihoodResult:
+    """The summed log-probability (nats) of a continuation, and whether each of its tokens was the argmax."""
+
+    log_likelihood: float
+    is_greedy: bool
+    num_tokens: int
+
+
+def model_context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None = None) -> int:
+    """Return how many tokens the model attends over: its config's position count, capped by the tokenizer's."""
+    config = model.config
+    lengths = [getattr(config, name) for name in _CONTEXT_ATTRIBUTES if isinstance(getattr(config, name, None), int)]
+    if tokenizer is not None and 0 < int(getattr(tokenizer, "model_max_length", 0) or 0) < 1_000_000:
+        lengths.append(int(tokenizer.model_max_length))
+    if not lengths:
+        raise ContextLengthError(
+            f"cannot tell the context length of {type(model).__name__}: its config has none of {_CONTEXT_ATTRIBUTES}"
+        )
+    return min(lengths)
+
+
+def rolling_windows(
+    tokens: Sequence[int], *, context: int, stride: int, prefix_token: int | None
+) -> list[LoglikelihoodRequest]:
+    """Split a document into requests that predict every token exactly once (lm-evaluation-harness's rolling windows).
+
+    The first window predicts the first ``context`` tokens after ``prefix_token`` (the EOS token, so that the very
+    first token is scored too; with no prefix the first token is only context). Each later window predicts the next
+    ``stride`` tokens and sees the ``context`` tokens before its last prediction, so a token is predicted with at least
+    ``context - stride`` tokens of history. ``stride == context`` gives lm-evaluation-harness's disjoint windows.
+
+    Args:
+        tokens: the document's token ids.
+        context: the number of tokens the model sees per window (at most its context length).
+        stride: how many new tokens each window after the first predicts (1 ≤ stride ≤ context).
+        prefix_token: the token placed before the document, or None to score from its second token on.
+    """
+    if not 1 <= stride <= context:
+        raise ValueError(f"need 1 <= stride <= context, got stride={stride}, context={context}")
+    full = list(tokens) if prefix_token is None else [prefix_token, *tokens]
+    requests: list[LoglikelihoodRequest] = []
+    done = 1  # full[0] is context only
+    while done < len(full):
+        end = min(len(full), done + (context if done == 1 else stride))
+        start = max(0, end - 1 - context)  # the window's input is full[start:end-1], at most `context` tokens
+        requests.append(LoglikelihoodRequest(context=full[start:done], continuation=full[done:end]))
+        done = end
+    return requests
+
+
+class LoglikelihoodScorer:
+    """Scores :class:`LoglikelihoodRequest`s with a causal LM, batched, on CPU, GPU or several Accelerate processes.
+
+    Args:
+        model: a causal LM whose forward returns ``.logits`` (an hf_gpt2 model, a stock GPT-2, any causal LM).
+        tokenizer: its tokenizer (used by tasks through :meth:`encode` and :meth:`encode_pair`).
+        batch_size: requests per forward pass (per process).
+        accelerator: when given, batches are split across its processes and results gathered.
+        progress: show a progress bar (on the main process only).
+        max_length: the context to score with; defaults to :func:`model_context_length`.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        batch_size: int = 8,
+        accelerator: Accelerator | None = None,
+        progress: bool = True,
+        max_length: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.accelerator = accelerator
+        self.model = accelerator.unwrap_model(model) if accelerator is not None else model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.max_length = max_length or model_context_length(self.model, tokenizer)
+        self.device = accelerator.device if accelerator is not None else next(self.model.parameters()).device
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    @property
+    def eot_token_id(self) -> int:
+        """The end-of-text token that prefixes documents scored from their first token (GPT-2: 50256)."""
+        for token_id in (self.tokenizer.eos_token_id, self.tokenizer.bos_token_id):
+            if token_id is not None:
+                return int(token_id)
+        raise ContextLengthError("the tokenizer has neither an EOS nor a BOS token to start a document with")
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Tokenize a (context, continuation) pair the way lm-evaluation-harness does.
+
+        Trailing spaces of the context move to the continuation, the pair is encoded as one string and split after the
+        context's tokens, so the continuation gets the tokens it has in running text. An empty context becomes the
+        end-of-text token.
+        """
+        n_spaces = len(context) - len(context.rstrip(" "))
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        if not context:
+            return [self.eot_token_id], self.encode(continuation)
+        whole = self.encode(context + continuation)
+        context_len = len(self.encode(context))
+        return whole[:context_len], whole[context_len:]
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, desc: str = "") -> list[LoglikelihoodResult]:
+        """Score every request; returns results in request order (on every process when under Accelerate)."""
+        self._check_fits(requests, desc)
+        # Longest first: similar lengths share a batch, and running out of memory happens at the start.
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context) - len(requests[i].continuation))
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        for index, log_likelihood, is_greedy in self._scored_batches(requests, order, desc):
+            results[index] = LoglikelihoodResult(
+                log_likelihood=log_likelihood,
+                is_greedy=is_greedy,
+                num_tokens=len(requests[index].continuation),
+            )
+        missing = [i for i, r in enumerate(results) if r is None]
+        assert not missing, f"requests {missing[:5]} were not scored"
+        return results  # type: ignore[return-value]
+
+    def _check_fits(self, requests: Sequence[LoglikelihoodRequest], desc: str) -> None:
+        longest = max((len(r.continuation) for r in requests), default=0)
+        if longest > self.max_length:
+            raise ContextLengthError(
+                f"{desc or 'a task'} needs to score {longest} tokens at once, but the model's context is "
+                f"{self.max_length} tokens; use a model with a longer context"
+            )
+        if any(not r.context for r in requests):
+            raise ValueError("every request needs at least one context token (use the EOS token for none)")
+        truncated = sum(len(r.context) + len(r.continuation) > self.max_length + 1 for r in requests)
+        if truncated and self.is_main_process:
+            logger.warning(
+                "%s: %d of %d requests are longer than the model's context of %d tokens; their contexts are "
+                "left-truncated",
+                desc or "scoring",
+                truncated,
+                len(requests),
+                self.max_length,
+            )
+
+    def _index_batches(self, order: list[int]) -> Iterator[list[int]]:
+        """Yield this process's batches of request indices."""
+        if self.accelerator is None:
+            for start in range(0, len(order), self.batch_size):
+                yield order[start : start + self.batch_size]
+            return
+        loader = torch.utils.data.DataLoader(torch.tensor(order, dtype=torch.long), batch_size=self.batch_size)
+        for batch in self.accelerator.prepare_data_loader(loader, device_placement=False):
+            yield batch.tolist()
+
+    def _scored_batches(
+        self, requests: Sequence[LoglikelihoodRequest], order: list[int], desc: str
+    ) -> Iterator[tuple[int, float, bool]]:
+        from tqdm.auto import tqdm
+
+        num_processes = 1 if self.accelerator is None else self.accelerator.num_processes
+        num_batches = math.ceil(len(order) / (self.batch_size * num_processes))
+        bar = tqdm(total=num_batches, desc=desc, disable=not (self.progress and self.is_main_process), leave=False)
+        for indices in self._index_batches(order):
+            scores = self._score_batch([requests[i] for i in indices])  # (B, 2): log-likelihood, is_greedy
+            rows = torch.cat([torch.tensor(indices, dtype=torch.float64, device=self.device)[:, None], scores], dim=1)
+            if self.accelerator is not None:
+                rows = self.accelerator.gather_for_metrics(rows)
+            for index, log_likelihood, is_greedy in rows.tolist():
+                yield int(index), log_likelihood, bool(is_greedy)
+            bar.update(1)
+        bar.close()
+
+    @torch.inference_mode()
+    def _score_batch(self, batch: list[LoglikelihoodRequest]) -> torch.Tensor:
+        """One forward pass over a right-padded batch; returns (B, 2) float64: summed log-prob, all-greedy flag."""
+        inputs, starts, targets = [], [], []
+        for request in batch:
+            tokens = [*request.context, *request.continuation][-(self.max_length + 1) :]
+            inputs.append(tokens[:-1])
+            starts.append(len(tokens) - 1 - len(request.continuation))  # input position that predicts cont[0]
+            targets.append(request.continuation)
+        width = max(len(x) for x in inputs)
+        input_ids = torch.zeros(len(batch), width, dtype=torch.long)
+        attention_mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, ids in enumerate(inputs):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": attention_mask.to(self.device),
+        }
+        first_kept = min(starts)  # only positions from here on predict a continuation token
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = width - first_kept
+        with self.accelerator.autocast() if self.accelerator is not None else contextlib.nullcontext():
+            logits = self.model(**kwargs).logits  # (B, T_kept, V)
+        offset = width - logits.shape[1]
+        out = torch.empty(len(batch), 2, dtype=torch.float64, device=self.device)
+        for row, (start, target) in enumerate(zip(starts, targets, strict=True)):
+            row_logits = logits[row, start - offset : start - offset + len(target)].float()  # (n, V)
+            target_ids = torch.tensor(target, dtype=torch.long, device=row_logits.device)
+            token_logprobs = row_logits.gather(-1, target_ids[:, None]).squeeze(-1) - row_logits.logsumexp(-1)
+            out[row, 0] = token_logprobs.double().sum()
+            out[row, 1] = float(bool((row_logits.argmax(-1) == target_ids).all()))
+        return out

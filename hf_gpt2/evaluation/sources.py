@@ -1,0 +1,118 @@
+"""Where benchmark documents come from: a local file or folder (``--data TASK=PATH``), or the task's Hub dataset.
+
+Local jsonl/json and parquet files are read directly (stdlib json, pyarrow): no ``datasets`` cache is written and
+nothing touches the network. Hub datasets load through ``datasets.load_dataset``, from parquet revisions where the main
+branch still holds a loading script (datasets ≥ 4 refuses those).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hf_gpt2.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass(frozen=True, slots=True)
+class HubSource:
+    """A split of a Hub dataset: ``repo`` + ``config`` + ``split``, or explicit ``data_files`` (``hf://`` parquet)."""
+
+    repo: str
+    split: str
+    config: str | None = None
+    data_files: str | None = None
+
+    def describe(self) -> str:
+        if self.data_files:
+            return self.data_files
+        return f"{self.repo}" + (f" ({self.config})" if self.config else "") + f", split {self.split}"
+
+    def load(self) -> list[dict[str, Any]]:
+        """Download (or reuse the cache of) the split and return its rows."""
+        import datasets
+
+        logger.info("loading %s from the Hub", self.describe())
+        try:
+            if self.data_files:
+                dataset = datasets.load_dataset("parquet", data_files={self.split: self.data_files}, split=self.split)
+            else:
+                dataset = datasets.load_dataset(self.repo, self.config, split=self.split)
+        except (ConnectionError, OSError, FileNotFoundError) as err:
+            raise DataError(
+                f"could not load {self.describe()} from the Hub ({type(err).__name__}: {err}); without network, "
+                "pass a local copy with --data TASK=PATH"
+            ) from err
+        return dataset.to_list()
+
+
+def resolve_path(task: str, path: str | Path) -> Path:
+    """Return ``path`` as an existing Path, or raise a DataError that names the task."""
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise DataError(f"{task}: data path {str(path)!r} does not exist")
+    return resolved
+
+
+def record_files(task: str, path: Path) -> list[Path]:
+    """The jsonl/json/parquet files at ``path`` (the file itself, or the matching files of a folder, sorted)."""
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(RECORD_SUFFIXES))
+    if not files:
+        raise DataError(f"{task}: the folder {path} holds no {'/'.join(RECORD_SUFFIXES)} files")
+    return files
+
+
+def read_records(task: str, files: Iterable[Path]) -> list[dict[str, Any]]:
+    """Read rows from jsonl, json (a list of objects) and parquet files."""
+    rows: list[dict[str, Any]] = []
+    for file in files:
+        if file.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows.extend(pq.read_table(file).to_pylist())
+        elif file.suffix in (".jsonl", ".json"):
+            rows.extend(_read_json(task, file))
+        else:
+            raise DataError(f"{task}: cannot read {file}; expected one of {', '.join(RECORD_SUFFIXES)}")
+    if not rows:
+        raise DataError(f"{task}: no rows in {', '.join(str(f) for f in files)}")
+    return rows
+
+
+def _read_json(task: str, file: Path) -> list[dict[str, Any]]:
+    text = file.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    try:
+        if file.suffix == ".json" and stripped.startswith("["):
+            return list(json.loads(stripped))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        raise DataError(f"{task}: {file} is not valid JSON lines ({err})") from err
+
+
+def load_records(task: str, path: str | Path | None, hub: HubSource | None) -> list[dict[str, Any]]:
+    """Rows for a task from a local file/folder when ``path`` is given, else from its Hub source."""
+    if path is not None:
+        resolved = resolve_path(task, path)
+        return read_records(task, record_files(task, resolved))
+    if hub is None:
+        raise DataError(f"{task} has no default data source; pass --data {task}=PATH")
+    return hub.load()
+
+
+def require_fields(task: str, rows: list[dict[str, Any]], fields: Iterable[str]) -> None:
+    """Raise a DataError naming the missing fields if the first row lacks any of them."""
+    missing = [f for f in fields if f not in rows[0]]
+    if missing:
+        raise DataError(
+            f"{task}: the data rows have no {', '.join(map(repr, missing))} field; found {sorted(rows[0])}"
+        )
