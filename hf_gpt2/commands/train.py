@@ -1,0 +1,34 @@
+"""`hf-gpt2 train RECIPE [section.key=value ...]`: pretrain or finetune as the recipe says."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train (or finetune) a model from a recipe; add section.key=value overrides after the recipe"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the recipe path and the overrides."""
+    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="recipe overrides, e.g. train.max_steps=100 run.name=test train.resume_from=latest",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the recipe, train, and log where the run folder is."""
+    import logging
+
+    from hf_gpt2.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    from hf_gpt2.training import run_training
+
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file checkpoint messages drown the run's
+
+    run_dir = run_training(recipe)
+    logging.getLogger(__name__).info("run folder: %s", run_dir)
+    return 0

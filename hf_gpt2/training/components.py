@@ -1,0 +1,157 @@
+"""What the loop is built from: the batch plan, the model, the tokenizer, the data loaders, and the loss."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hf_gpt2.errors import RecipeError
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchPlan:
+    """How one optimizer step is made of micro-batches across processes."""
+
+    micro_batch_size: int
+    block_size: int
+    num_processes: int
+    grad_accum_steps: int
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step, summed over processes and accumulation steps (the global batch)."""
+        return self.micro_batch_size * self.block_size * self.num_processes * self.grad_accum_steps
+
+
+def plan_batches(train: Any, block_size: int, num_processes: int) -> BatchPlan:
+    """Turn ``train.global_batch_tokens`` or ``train.grad_accum_steps`` into accumulation steps for this launch.
+
+    Raises:
+        RecipeError: the global batch is not a multiple of micro_batch × block × processes.
+    """
+    return BatchPlan(
+        micro_batch_size=train.micro_batch_size,
+        block_size=block_size,
+        num_processes=num_processes,
+        grad_accum_steps=train.accum_steps(block_size, num_processes),
+    )
+
+
+def build_model(recipe: Any, vocab_size: int) -> torch.nn.Module:
+    """Build the model from ``model.init``: a fresh HfGPT2ForCausalLM (``scratch``), or hf_gpt2 / GPT-2 weights.
+
+    Args:
+        recipe: the resolved recipe.
+        vocab_size: the data's vocabulary size; the model's must be at least this.
+
+    Raises:
+        RecipeError: an impossible shape (n_embd not divisible by n_head, vocabulary or context too small).
+    """
+    from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
+    from hf_gpt2.recipe import model_config_kwargs
+
+    section = recipe.model
+    if section.init == "scratch":
+        try:
+            config = HfGPT2Config(**model_config_kwargs(recipe))
+        except (ValueError, TypeError) as err:
+            raise RecipeError(f"model: {err}") from None
+        check_shapes(config, recipe, vocab_size)
+        model = HfGPT2ForCausalLM(config)
+    else:
+        from hf_gpt2.convert import load_causal_lm
+
+        model = load_causal_lm(section.init)
+        check_shapes(model.config, recipe, vocab_size)
+    model.set_attn_implementation(section.attn_implementation)
+    dtype = _DTYPES.get(section.dtype)
+    if dtype is None:
+        raise RecipeError(f"model.dtype={section.dtype!r} is not one of {', '.join(_DTYPES)}")
+    return model.to(dtype)
+
+
+def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
+    """Refuse shapes that cannot train: vocabulary smaller than the data's, context shorter than data.block_size."""
+    problems = []
+    if config.vocab_size < vocab_size:
+        problems.append(
+            f"model.vocab_size={config.vocab_size} is smaller than the tokenizer's vocabulary ({vocab_size}); "
+            f"use at least {vocab_size} (50304 is the fast padded GPT-2 size)"
+        )
+    if recipe.data.block_size > config.n_positions:
+        problems.append(
+            f"data.block_size={recipe.data.block_size} exceeds model.n_positions={config.n_positions}; "
+            f"lower data.block_size or raise model.n_positions"
+        )
+    if problems:
+        raise RecipeError("; ".join(problems))
+
+
+def apply_finetune_hooks(model: torch.nn.Module, recipe: Any) -> torch.nn.Module:
+    """Let ``hf_gpt2.finetune`` (when installed) add LoRA adapters and freeze parameters; the loop stays agnostic."""
+    wants = bool(recipe.train.trainable or recipe.train.lora.r)
+    try:
+        from hf_gpt2.finetune import apply_trainable
+    except ImportError:
+        if wants:
+            raise RecipeError("train.trainable / train.lora need hf_gpt2.finetune, which is not available") from None
+        return model
+    if recipe.train.lora.r:
+        from hf_gpt2.finetune.lora import apply_lora
+
+        model = apply_lora(model, recipe) or model
+    return apply_trainable(model, recipe) or model
+
+
+def load_tokenizer(recipe: Any) -> Any:
+    """The tokenizer named by ``tokenizer.name``: OpenAI's GPT-2 BPE offline for ``gpt2``, else a folder or Hub id."""
+    name = recipe.tokenizer.name
+    if name == "gpt2":
+        from hf_gpt2.tokenization import load_gpt2_tokenizer
+
+        return load_gpt2_tokenizer(model_max_length=recipe.model.n_positions)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise RecipeError(f"tokenizer.name={name!r} could not be loaded: {str(err).splitlines()[0]}") from None
+
+
+def to_model_batch(raw: torch.Tensor | dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Turn a loader batch into model inputs plus ``targets`` aligned with the logits.
+
+    A (B, T+1) token window gives ``input_ids = w[:, :-1]`` and ``targets = w[:, 1:]`` (every position is trained).
+    A dict (SFT, packing) passes ``input_ids``, ``attention_mask`` and ``position_ids`` through; its ``labels`` follow
+    the HF convention (not shifted, -100 ignored) and are shifted here.
+    """
+    if isinstance(raw, torch.Tensor):
+        batch = {"input_ids": raw[:, :-1], "targets": raw[:, 1:]}
+    else:
+        batch = dict(raw)
+        if "targets" not in batch:
+            labels = batch.pop("labels", None)
+            labels = batch["input_ids"] if labels is None else labels
+            batch["targets"] = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+        batch.pop("labels", None)
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the targets that are not -100 (0 when a micro-batch has none, never NaN)."""
+    inputs = {key: value for key, value in batch.items() if key != "targets"}
+    logits = model(**inputs, use_cache=False).logits  # (B, T, V)
+    targets = batch["targets"]  # (B, T)
+    total = F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)

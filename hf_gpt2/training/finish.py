@@ -1,0 +1,138 @@
+"""The end of a run: release folder, stock GPT-2 export, samples, benchmark tasks, eval.json, model card, push."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from accelerate.logging import get_logger
+from accelerate.utils import DistributedType
+
+from hf_gpt2.training.release import generate_samples, save_release, save_stock_gpt2_export
+
+logger = get_logger(__name__)
+
+
+def finish_run(trainer: Any) -> dict[str, Any]:
+    """Write ``final/`` and ``eval.json``, sample, run ``eval.tasks``, write the model card and push; return eval.json.
+
+    The release is reloaded from disk for sampling and evaluation, which also proves that ``from_pretrained`` loads it
+    (and works the same under FSDP or DeepSpeed, where the in-memory model is sharded).
+    """
+    accelerator, recipe, run_dir = trainer.accelerator, trainer.recipe, trainer.run_dir
+    from hf_gpt2.training.loop import log_val_loss
+
+    if trainer.last_val_step != trainer.step:
+        log_val_loss(trainer)
+    if trainer.pusher is not None:
+        trainer.pusher.close()
+    final = write_release(trainer)
+    model = load_release(final, accelerator)
+    report: dict[str, Any] = {
+        "val_loss": trainer.last_val_loss,
+        "val_perplexity": math.exp(min(trainer.last_val_loss, 50.0)),
+        "step": trainer.step,
+        "tokens_seen": trainer.tokens_seen,
+    }
+    if accelerator.is_main_process:
+        save_stock_gpt2_export(model, trainer.tokenizer, run_dir / "final-gpt2")
+        log_samples(trainer, model)
+    report.update(run_eval_tasks(trainer, model))
+    if accelerator.is_main_process:
+        (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        logger.info(
+            "eval.json: val_loss %.4f (ppl %.2f) at step %d",
+            report["val_loss"],
+            report["val_perplexity"],
+            trainer.step,
+        )
+        publish(final, run_dir, recipe)
+    accelerator.wait_for_everyone()
+    return report
+
+
+def write_release(trainer: Any) -> Path:
+    """Gather the weights (sharded under FSDP/DeepSpeed) and write ``<run>/final`` on the main process."""
+    accelerator, model = trainer.accelerator, trainer.model
+    accelerator.wait_for_everyone()
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state_dict = accelerator.get_state_dict(model) if sharded else None
+    final = trainer.run_dir / "final"
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        if hasattr(unwrapped, "merge_and_unload") and trainer.recipe.train.lora.merge:
+            unwrapped, state_dict = unwrapped.merge_and_unload(), None  # PEFT: ship plain weights
+        save_release(unwrapped, trainer.tokenizer, final, trainer.recipe, state_dict=state_dict)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_release(final: Path, accelerator: Any) -> Any:
+    """Load the release folder back (as a user would) onto this process's device."""
+    from transformers import AutoModelForCausalLM
+
+    import hf_gpt2  # noqa: F401  (registers model_type hf_gpt2 with the Auto classes)
+
+    return AutoModelForCausalLM.from_pretrained(final).to(accelerator.device).eval()
+
+
+def log_samples(trainer: Any, model: Any) -> list[dict[str, str]]:
+    """Sample from ``sample.prompts``; log them to the console and TensorBoard and keep them in samples.json."""
+    recipe = trainer.recipe
+    if not recipe.sample.prompts:
+        return []
+    samples = generate_samples(model, trainer.tokenizer, recipe.sample, seed=recipe.run.seed)
+    for i, sample in enumerate(samples):
+        logger.info("sample %d\n%s%s\n%s", i, sample["prompt"], sample["text"], "-" * 60)
+        trainer.accelerator.log({f"samples/{i}": f"**{sample['prompt']}**{sample['text']}"}, step=trainer.step)
+    (trainer.run_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
+    return samples
+
+
+def run_eval_tasks(trainer: Any, model: Any) -> dict[str, dict[str, float]]:
+    """Run ``eval.tasks`` through ``hf_gpt2.evaluation.run_tasks`` (every process takes part) and log the scores."""
+    section = trainer.recipe.eval
+    if not section.tasks:
+        return {}
+    try:
+        from hf_gpt2.evaluation import run_tasks
+    except ImportError:
+        logger.warning("eval.tasks=%s skipped: hf_gpt2.evaluation is not available", section.tasks)
+        return {}
+
+    results = run_tasks(
+        model,
+        trainer.tokenizer,
+        list(section.tasks),
+        data=dict(section.data) or None,
+        limit=section.limit,
+        batch_size=section.batch_size,
+        accelerator=trainer.accelerator,
+    )
+    scalars = {
+        f"eval/{task}/{name}": float(value)
+        for task, scores in results.items()
+        for name, value in scores.items()
+        if isinstance(value, (int, float))
+    }
+    trainer.accelerator.log(scalars, step=trainer.step)
+    for task, scores in results.items():
+        logger.info(
+            "eval %s: %s", task, ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, (int, float)))
+        )
+    return results
+
+
+def publish(final: Path, run_dir: Path, recipe: Any) -> None:
+    """Write the model card and push the release when ``hub.push_final`` (needs ``hf_gpt2.hub``)."""
+    try:
+        from hf_gpt2.hub import push_release, write_model_card
+    except ImportError:
+        if recipe.hub.push_final:
+            logger.warning("hub.push_final skipped: hf_gpt2.hub is not available")
+        return
+    write_model_card(final, run_dir)
+    if recipe.hub.push_final and recipe.hub.repo_id:
+        push_release(final, recipe.hub)

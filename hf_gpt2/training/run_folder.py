@@ -1,0 +1,140 @@
+"""Run folders: `run.output_dir/<name>/`, with a docker-style name and the hour when none is given."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+from hf_gpt2.errors import RunFolderError
+
+_ADJECTIVES = (
+    "admiring adoring affectionate amazing awesome blissful bold brave busy calm charming clever cool compassionate "
+    "competent confident cranky dazzling determined dreamy eager ecstatic elastic elegant eloquent epic exciting "
+    "fervent festive flamboyant focused friendly frosty funny gallant gifted goofy gracious happy hardcore heuristic "
+    "hopeful hungry infallible inspiring intelligent jolly jovial keen kind laughing loving lucid magical modest "
+    "musing mystifying naughty nervous nice nifty nostalgic objective optimistic peaceful pedantic pensive practical "
+    "priceless quirky quizzical relaxed reverent romantic serene sharp silly sleepy stoic strange suspicious sweet "
+    "tender thirsty trusting upbeat vibrant vigilant vigorous wizardly wonderful xenodochial youthful zealous zen"
+).split()
+_SCIENTISTS = (
+    "agnesi albattani allen archimedes babbage bardeen bell bhabha blackwell bohr booth bose brahmagupta cannon "
+    "carson cerf chandrasekhar curie darwin dijkstra einstein elion euclid euler fermat fermi feynman franklin "
+    "galileo gauss goodall hamilton hawking heisenberg hodgkin hopper hypatia jemison johnson kalam kepler knuth "
+    "kowalevski lamarr leakey lovelace lumiere mayer mccarthy meitner mendel minsky mirzakhani morse napier newton "
+    "nobel noether pare pasteur perlman pike poincare ptolemy raman ramanujan ritchie rubin saha sammet shannon "
+    "shockley sinoussi stonebraker swanson tesla thompson torvalds turing villani wiles williams wilson wing wozniak "
+    "wright yalow yonath"
+).split()
+
+
+def docker_style_name(rng: random.Random | None = None) -> str:
+    """Return ``adjective_scientist`` as docker names its containers, e.g. ``brave_turing``."""
+    rng = rng or random.SystemRandom()
+    return f"{rng.choice(_ADJECTIVES)}_{rng.choice(_SCIENTISTS)}"
+
+
+def new_run_name(now: float | None = None) -> str:
+    """Return a fresh run name, ``<docker-style-name>-<yymmddHH>`` (UTC)."""
+    return f"{docker_style_name()}-{time.strftime('%y%m%d%H', time.gmtime(now))}"
+
+
+def is_nonempty_dir(path: Path) -> bool:
+    """True when ``path`` is a folder with anything in it."""
+    return path.is_dir() and any(path.iterdir())
+
+
+def check_fresh_run_dir(run_dir: Path) -> None:
+    """Refuse to start a fresh run in a folder that already holds something.
+
+    Raises:
+        RunFolderError: naming the folder, and ``train.resume_from=latest`` as the way to continue it.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} exists and is not a folder; choose another run.name")
+    if is_nonempty_dir(run_dir):
+        raise RunFolderError(
+            f"run folder {run_dir} already exists; add train.resume_from=latest to continue it, "
+            "or choose another run.name / run.output_dir"
+        )
+
+
+def unused_run_dir(output_dir: Path) -> Path:
+    """Return ``output_dir/<new name>`` for a name not used yet."""
+    for _ in range(100):
+        candidate = output_dir / new_run_name()
+        if not candidate.exists():
+            return candidate
+    raise RunFolderError(f"could not find an unused run name under {output_dir}; set run.name")
+
+
+def resolve_run(recipe) -> tuple[Path, Path | None]:
+    """Decide the run folder and the checkpoint to resume from (None for a fresh run); writes nothing.
+
+    ``train.resume_from``:
+      - None: a fresh run in ``run.output_dir/run.name`` (or a new docker-style name); an existing folder is refused;
+      - ``latest``: the newest checkpoint of ``run.output_dir/run.name``; without a name, of the run under
+        ``run.output_dir`` with the newest checkpoint. A named run with no checkpoint yet starts fresh (so the
+        same command can be requeued after preemption);
+      - a checkpoint folder (``.../checkpoints/step-N``) or a run folder (its newest checkpoint);
+      - ``hub:USER/NAME[@REV]``: downloaded with ``hf_gpt2.hub.download_checkpoint``; the run gets a new folder.
+
+    Raises:
+        RunFolderError: the folder exists for a fresh run, or there is nothing to resume.
+        CheckpointError: the named checkpoint does not exist.
+    """
+    from hf_gpt2.errors import CheckpointError, RecipeError
+    from hf_gpt2.training.checkpointing import is_checkpoint, latest_checkpoint
+
+    output_dir, name, spec = Path(recipe.run.output_dir), recipe.run.name, recipe.train.resume_from
+    named = output_dir / name if name else None
+    if spec is None:
+        run_dir = named or unused_run_dir(output_dir)
+        check_fresh_run_dir(run_dir)
+        return run_dir, None
+    if spec == "latest":
+        if named is not None:
+            checkpoint = latest_checkpoint(named / "checkpoints")
+            if checkpoint is None:
+                logging.getLogger(__name__).warning("%s has no checkpoint yet: starting it fresh", named)
+            return named, checkpoint
+        runs = [
+            (ckpt.stat().st_mtime, run)
+            for run in _subdirs(output_dir)
+            if (ckpt := latest_checkpoint(run / "checkpoints"))
+        ]
+        if not runs:
+            raise RunFolderError(
+                f"train.resume_from=latest: no run under {output_dir} has a checkpoint; set run.name, "
+                "or drop train.resume_from to start a fresh run"
+            )
+        run_dir = max(runs)[1]
+        return run_dir, latest_checkpoint(run_dir / "checkpoints")
+    if spec.startswith("hub:"):
+        try:
+            from hf_gpt2.hub import download_checkpoint
+        except ImportError:
+            raise RecipeError(f"train.resume_from={spec} needs hf_gpt2.hub, which is not available") from None
+        checkpoint = Path(download_checkpoint(spec))
+        run_dir = named or unused_run_dir(output_dir)
+        check_fresh_run_dir(run_dir)
+        return run_dir, checkpoint
+    path = Path(spec)
+    if is_checkpoint(path):
+        if path.parent.name == "checkpoints":
+            return path.parent.parent, path
+        run_dir = named or unused_run_dir(output_dir)
+        check_fresh_run_dir(run_dir)
+        return run_dir, path
+    checkpoint = latest_checkpoint(path / "checkpoints")
+    if checkpoint is None:
+        raise CheckpointError(
+            f"train.resume_from={spec}: no checkpoint there; give a checkpoint folder (run/checkpoints/step-N), "
+            "a run folder, or latest"
+        )
+    return path, checkpoint
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
