@@ -1,0 +1,580 @@
+"""The model card (a release's README.md) and the folder that is uploaded.
+
+Everything comes from files, so a card can be written for any release, pushed or not: the release's ``config.json``
+and ``model.safetensors`` header, the resolved ``recipe.yaml``, ``eval.json`` and the TensorBoard events of the run.
+The release then carries ``README.md``, ``loss_curves.png``, ``runs/`` (the events, which the Hub shows in its
+Metrics tab), ``recipe.yaml`` and ``eval.json`` beside the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import filter_repo_objects
+
+from hf_gpt2.hub.curves import Curves, copy_events, event_dirs, plot_losses, read_curves
+from hf_gpt2.hub.references import Reference, find_reference, task_dataset
+
+logger = logging.getLogger(__name__)
+
+CARD = "README.md"
+LOSS_PNG = "loss_curves.png"
+EVENTS_DIR = "runs"
+RECIPE = "recipe.yaml"
+EVAL = "eval.json"
+RELEASE_IGNORE = [".*", "*/.*", "__pycache__/*", "*/__pycache__/*", "*.pyc", "*.tmp"]
+"""Never uploaded: hidden files and folders (``.tmp`` staging, editor files), Python caches."""
+
+_PLACEHOLDER_REPO = "USER/MODEL"
+_SUMMARY_KEYS = {
+    "tokens_seen",
+    "tokens",
+    "wall_time_s",
+    "train_time_s",
+    "hardware",
+    "device",
+    "num_processes",
+    "mixed_precision",
+    "steps",
+    "step",
+}
+_LEGACY_GPT2 = {
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+    "distilgpt2": "distilbert/distilgpt2",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(kw_only=True)
+class RunSummary:
+    """What the card says about a run, gathered from the release and the run folder."""
+
+    recipe: dict[str, Any] = field(default_factory=dict)
+    recipe_text: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    num_parameters: int | None = None
+    scalars: dict[str, float] = field(default_factory=dict)
+    tasks: dict[str, dict[str, float]] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    curves: Curves = field(default_factory=Curves)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.recipe.get(name)
+        return value if isinstance(value, dict) else {}
+
+
+# ----------------------------------------------------------------------------------------------- gathering
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as err:
+        logger.warning("ignoring unreadable %s (%s)", path, err)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _first_existing(*paths: Path | None) -> Path | None:
+    return next((p for p in paths if p is not None and p.is_file()), None)
+
+
+def split_eval_results(results: dict[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, float]], dict]:
+    """Split an ``eval.json`` dict into (scalar metrics such as val_loss, per-task results, run facts).
+
+    Task results are ``{task: {metric: value, "n": count}}`` at the top level or under ``"tasks"``.
+    """
+    scalars, tasks, facts = {}, {}, {}
+    nested = results.get("tasks") if isinstance(results.get("tasks"), dict) else {}
+    for key, value in {**results, **nested}.items():
+        if key == "tasks" and value is nested:
+            continue
+        if key in _SUMMARY_KEYS:
+            facts[key] = value
+        elif isinstance(value, dict):
+            tasks[key] = {k: v for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            scalars[key] = float(value)
+    return scalars, tasks, facts
+
+
+def _count_parameters(release_dir: Path) -> int | None:
+    files = sorted(release_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="np") as f:
+            for key in f.keys():
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def _latest_train_state(run_dir: Path | None) -> dict[str, Any]:
+    if run_dir is None:
+        return {}
+    steps = [
+        (int(m.group(1)), p)
+        for p in (run_dir / "checkpoints").glob("step-*")
+        if (m := re.fullmatch(r"step-(\d+)", p.name)) and p.is_dir()
+    ]
+    return _read_json(max(steps)[1] / "train_state.json") if steps else {}
+
+
+def gather_summary(
+    release_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, eval_results: dict | None = None
+) -> RunSummary:
+    """Collect what the card reports; the run folder wins over copies already in the release.
+
+    Args:
+        release_dir: the release (``save_pretrained`` folder).
+        run_dir: its run folder (``recipe.yaml``, ``eval.json``, ``tb/``, ``checkpoints/``), if there is one.
+        eval_results: results to report instead of ``eval.json`` (same layout).
+    """
+    release = Path(release_dir)
+    run = Path(run_dir) if run_dir is not None else None
+    summary = RunSummary()
+    recipe_path = _first_existing(run / RECIPE if run else None, release / RECIPE)
+    if recipe_path is not None:
+        summary.recipe_text = recipe_path.read_text(encoding="utf-8")
+        loaded = yaml.safe_load(summary.recipe_text)
+        summary.recipe = loaded if isinstance(loaded, dict) else {}
+    summary.config = _read_json(release / "config.json")
+    summary.num_parameters = _count_parameters(release)
+    if eval_results is None:
+        eval_path = _first_existing(run / EVAL if run else None, release / EVAL)
+        eval_results = _read_json(eval_path) if eval_path else {}
+    summary.scalars, summary.tasks, facts = split_eval_results(eval_results)
+    summary.curves = read_curves(run / "tb" if run and event_dirs(run / "tb") else release / EVENTS_DIR)
+    summary.facts = _facts(summary, facts, _latest_train_state(run))
+    return summary
+
+
+def _facts(summary: RunSummary, eval_facts: dict, train_state: dict) -> dict[str, Any]:
+    train, data = summary.section("train"), summary.section("data")
+    facts: dict[str, Any] = {}
+    facts["steps"] = (
+        eval_facts.get("steps")
+        or eval_facts.get("step")
+        or train_state.get("step")
+        or summary.curves.last_step
+        or train.get("max_steps")
+    )
+    tokens = (
+        eval_facts.get("tokens_seen")
+        or eval_facts.get("tokens")
+        or train_state.get("tokens_seen")
+        or train_state.get("tokens")
+    )
+    if tokens is None:
+        token_tags = [t for t in summary.curves.series if "tokens" in t.lower()]
+        tokens = summary.curves.final(token_tags[0]) if token_tags else None
+    if tokens is None and train.get("global_batch_tokens") and facts["steps"]:
+        tokens = int(train["global_batch_tokens"]) * int(facts["steps"])
+    facts["tokens_seen"] = tokens
+    facts["wall_time_s"] = (
+        eval_facts.get("wall_time_s") or eval_facts.get("train_time_s") or summary.curves.wall_time_s
+    )
+    facts["hardware"] = eval_facts.get("hardware") or eval_facts.get("device")
+    facts["num_processes"] = eval_facts.get("num_processes") or train_state.get("num_processes")
+    facts["mixed_precision"] = eval_facts.get("mixed_precision")
+    facts["block_size"] = data.get("block_size")
+    train_tags = [t for t in summary.curves.loss_tags() if t.lower().startswith("train")]
+    val_tags = [t for t in summary.curves.loss_tags() if "val" in t.lower() or "eval" in t.lower()]
+    facts["final_train_loss"] = summary.curves.final(train_tags[0]) if train_tags else None
+    val_loss = summary.scalars.get("val_loss")
+    facts["final_val_loss"] = (
+        val_loss if val_loss is not None else (summary.curves.final(val_tags[0]) if val_tags else None)
+    )
+    return facts
+
+
+# ----------------------------------------------------------------------------------------------- metadata
+
+
+def _base_model(summary: RunSummary, base_model: str | None) -> str | None:
+    if base_model:
+        return _LEGACY_GPT2.get(base_model, base_model)
+    init = summary.section("model").get("init")
+    if not isinstance(init, str) or init == "scratch" or Path(init).exists() or not _HUB_ID.match(init):
+        return None
+    return _LEGACY_GPT2.get(init, init)
+
+
+def _datasets(summary: RunSummary, datasets: list[str] | None) -> list[str] | None:
+    if datasets:
+        return list(datasets)
+    source = summary.section("data").get("source")
+    if isinstance(source, str) and source.startswith("hub:"):
+        return [source[len("hub:") :]]
+    return None
+
+
+def _tags(summary: RunSummary) -> list[str]:
+    tags = ["hf_gpt2", "gpt2", "causal-lm", "text-generation", "custom_code"]
+    if summary.section("data").get("format") == "sft":
+        tags.append("sft")
+    lora = summary.section("train").get("lora")
+    if isinstance(lora, dict) and (lora.get("r") or 0) > 0:
+        tags.append("lora")
+    return tags
+
+
+def eval_results_for_index(summary: RunSummary) -> list[EvalResult]:
+    """``model-index`` entries: the validation loss and every task metric (counts such as ``n`` left out)."""
+    results = []
+    datasets = _datasets(summary, None)
+    if "val_loss" in summary.scalars:
+        source = str(summary.section("data").get("source") or "validation")
+        results.append(
+            EvalResult(
+                task_type="text-generation",
+                task_name="Language Modeling",
+                dataset_type=datasets[0] if datasets else source,
+                dataset_name=f"{source.removeprefix('hub:')} (held-out split)",
+                dataset_split="validation",
+                metric_type="loss",
+                metric_name="validation loss",
+                metric_value=round(summary.scalars["val_loss"], 4),
+            )
+        )
+    for task, metrics in summary.tasks.items():
+        dataset = task_dataset(task)
+        for metric, value in metrics.items():
+            if metric in {"n", "count", "num_samples"}:
+                continue
+            results.append(
+                EvalResult(
+                    task_type="text-generation",
+                    task_name="Text Generation",
+                    dataset_type=dataset.id,
+                    dataset_name=dataset.name,
+                    dataset_config=dataset.config,
+                    dataset_split=dataset.split,
+                    metric_type=metric,
+                    metric_name=f"{task} {metric}",
+                    metric_value=round(float(value), 4),
+                )
+            )
+    return results
+
+
+def card_metadata(
+    summary: RunSummary,
+    *,
+    model_name: str,
+    license: str | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+) -> ModelCardData:
+    """The card's YAML metadata (library, tags, datasets, license, pipeline, base model, model-index)."""
+    hub = summary.section("hub")
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        license=license or hub.get("license") or "mit",
+        language=["en"],
+        tags=_tags(summary),
+        datasets=_datasets(summary, datasets),
+        base_model=_base_model(summary, base_model),
+        model_name=model_name,
+        eval_results=eval_results_for_index(summary) or None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def _human(n: float | None, unit: str = "") -> str:
+    if n is None:
+        return "not recorded"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _model_line(summary: RunSummary, base: str | None) -> str:
+    c = summary.config
+    shape = ", ".join(
+        f"{label} {c[key]}"
+        for key, label in (
+            ("n_layer", "layers"),
+            ("n_head", "heads"),
+            ("n_embd", "width"),
+            ("n_positions", "context"),
+            ("vocab_size", "vocabulary"),
+        )
+        if key in c
+    )
+    size = f"{_human(summary.num_parameters)} parameters" if summary.num_parameters else "GPT-2"
+    origin = f"finetuned from [{base}](https://huggingface.co/{base})" if base else "trained from scratch"
+    return f"A GPT-2 language model ({size}; {shape}) {origin} with hf_gpt2."
+
+
+def _training_table(summary: RunSummary) -> str:
+    f, train, optim, data = summary.facts, summary.section("train"), summary.section("optim"), summary.section("data")
+    source = data.get("source", "not recorded")
+    rows = [
+        ("data", f"`{source}` ({data.get('format', 'text')}), block size {data.get('block_size', '?')}"),
+        ("tokens seen", _human(f["tokens_seen"])),
+        ("optimizer steps", _human(f["steps"])),
+    ]
+    if train.get("global_batch_tokens"):
+        rows.append(("batch", f"{int(train['global_batch_tokens']):,} tokens per step"))
+    if optim:
+        rows.append(
+            (
+                "optimizer",
+                f"AdamW, lr {optim.get('lr')} → {optim.get('min_lr')}, {optim.get('schedule')} "
+                f"schedule, {optim.get('warmup_steps')} warmup steps, "
+                f"weight decay {optim.get('weight_decay')}",
+            )
+        )
+    hardware = f["hardware"] or "not recorded"
+    if f["num_processes"]:
+        hardware += f" ({f['num_processes']} process{'es' if f['num_processes'] != 1 else ''})"
+    if f["mixed_precision"]:
+        hardware += f", {f['mixed_precision']}"
+    rows += [
+        ("hardware", hardware),
+        ("wall time", _duration(f["wall_time_s"])),
+        ("final train loss", _number(f["final_train_loss"])),
+        ("final validation loss", _number(f["final_val_loss"])),
+    ]
+    lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _as_percent(metric: str, value: float) -> tuple[float, bool]:
+    """Accuracies stored as fractions are shown in percent, like the paper's table."""
+    if metric.lower().startswith("acc") and 0.0 <= value <= 1.0:
+        return value * 100.0, True
+    return value, False
+
+
+def _eval_table(summary: RunSummary) -> str:
+    rows = []
+    if "val_loss" in summary.scalars:
+        ref = find_reference(str(summary.section("data").get("source", "")), "val_loss")
+        rows.append(_eval_row("validation", "loss", summary.scalars["val_loss"], ref, None))
+    for task, metrics in summary.tasks.items():
+        n = metrics.get("n")
+        for metric, value in metrics.items():
+            if metric in {"n", "count", "num_samples"}:
+                continue
+            rows.append(_eval_row(task, metric, value, find_reference(task, metric), n))
+    if not rows:
+        return "No evaluation results were recorded for this release (`eval.json` is missing or empty)."
+    header = [
+        "| task | metric | this model | GPT-2 124M (paper) | GPT-2 124M (reimplementation) | examples |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes = (
+        'Paper: Radford et al. 2019, Table 3 (zero-shot, the "117M" model). Reimplementation: the same '
+        "`gpt2` weights scored by lm-evaluation-harness (LAMBADA whole last word, HellaSwag) or nanoGPT "
+        "(OpenWebText validation loss); 3.28 is the FineWeb speedrun target. Accuracies in %."
+    )
+    return "\n".join(header + rows) + "\n\n" + notes
+
+
+def _eval_row(task: str, metric: str, value: float, ref: Reference | None, n: float | None) -> str:
+    shown, _ = _as_percent(metric, float(value))
+    paper = _number(ref.paper) if ref and ref.paper is not None else "—"
+    reimpl = _number(ref.reimplementation) if ref and ref.reimplementation is not None else "—"
+    count = f"{int(n):,}" if n is not None else "—"
+    return f"| {task} | {metric} | {_number(shown)} | {paper} | {reimpl} | {count} |"
+
+
+def _usage(repo_id: str) -> str:
+    return f"""```python
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)  # the modeling code ships here
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+generate = pipeline("text-generation", model=model, tokenizer=tokenizer)
+print(generate("In the beginning", max_new_tokens=40)[0]["generated_text"])
+```
+
+With the package installed (`pip install hf-gpt2`), `import hf_gpt2` registers the model with the Auto classes, so
+no remote code is run:
+
+```python
+import hf_gpt2  # noqa: F401  (registers model_type "hf_gpt2")
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained("{repo_id}")
+```
+
+### A stock GPT-2 copy
+
+The weights use GPT-2's parameter names, so they convert to a plain `transformers` `GPT2LMHeadModel` (no custom
+code; it works with the tools that know GPT-2, such as vLLM or GGUF and ONNX exporters):
+
+```bash
+hf-gpt2 convert --to-gpt2 {repo_id} ./gpt2-copy
+```
+
+```python
+from transformers import GPT2LMHeadModel
+model = GPT2LMHeadModel.from_pretrained("./gpt2-copy")
+```"""
+
+
+def render_card(
+    summary: RunSummary,
+    *,
+    repo_id: str | None = None,
+    license: str | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    has_plot: bool = False,
+    has_events: bool = False,
+) -> str:
+    """The full README.md text: YAML metadata, then the training summary, curves, evaluation and usage."""
+    repo = repo_id or _PLACEHOLDER_REPO
+    data = card_metadata(
+        summary,
+        model_name=repo_id or summary.section("run").get("name") or "hf_gpt2-model",
+        license=license,
+        base_model=base_model,
+        datasets=datasets,
+    )
+    title = repo_id.split("/")[-1] if repo_id else (summary.section("run").get("name") or "hf_gpt2 model")
+    parts = [f"# {title}", _model_line(summary, data.base_model), "## Training", _training_table(summary)]
+    if has_plot:
+        parts.append(f"![Training and validation loss]({LOSS_PNG})")
+    extras = []
+    if has_events:
+        extras.append(f"the TensorBoard events are in `{EVENTS_DIR}/` (the Hub shows them under *Metrics*)")
+    if summary.recipe_text:
+        extras.append(f"the resolved recipe is `{RECIPE}`; `accelerate launch train.py {RECIPE}` reruns it")
+    if extras:
+        parts.append("In this repository " + "; ".join(extras) + ".")
+    if summary.recipe_text:
+        parts.append(
+            f"<details><summary>Recipe</summary>\n\n```yaml\n{summary.recipe_text.strip()}\n```\n\n</details>"
+        )
+    parts += ["## Evaluation", _eval_table(summary), "## How to use", _usage(repo)]
+    body = "\n\n".join(parts) + "\n"
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def write_model_card(
+    release_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    eval_results: dict[str, Any] | None = None,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """Write the release's README.md and what it shows: loss_curves.png, runs/ (events), recipe.yaml, eval.json.
+
+    Call it on the main process once the release and ``eval.json`` are written. Without ``run_dir`` the card is
+    built from the copies already in the release.
+
+    Args:
+        release_dir: the release folder (``runs/<name>/final``).
+        run_dir: the run folder (``recipe.yaml``, ``eval.json``, ``tb/``, ``checkpoints/``).
+        base_model: Hub id of the model this one was finetuned from (default: the recipe's ``model.init`` when it
+            is a Hub id).
+        datasets: Hub dataset ids trained on (default: the recipe's ``data.source`` when it is ``hub:<id>``).
+        eval_results: ``{"val_loss": x, task: {metric: value, "n": count}}`` instead of ``eval.json``.
+        repo_id: the Hub id used in the usage snippets (default: the recipe's ``hub.repo_id``).
+        license: the card's license (default: the recipe's ``hub.license``, else ``mit``).
+
+    Returns:
+        The README.md path.
+    """
+    release = Path(release_dir)
+    if not release.is_dir():
+        from hf_gpt2.errors import CheckpointError
+
+        raise CheckpointError(f"release folder {release} does not exist")
+    run = Path(run_dir) if run_dir is not None else None
+    if run is not None:
+        _copy_run_files(run, release)
+    summary = gather_summary(release, run, eval_results=eval_results)
+    if eval_results is not None:
+        (release / EVAL).write_text(json.dumps(eval_results, indent=1), encoding="utf-8")
+    plot = plot_losses(summary.curves, release / LOSS_PNG, title=repo_id or summary.section("run").get("name"))
+    card = render_card(
+        summary,
+        repo_id=repo_id or summary.section("hub").get("repo_id"),
+        license=license,
+        base_model=base_model,
+        datasets=datasets,
+        has_plot=plot is not None,
+        has_events=bool(event_dirs(release / EVENTS_DIR)),
+    )
+    path = release / CARD
+    path.write_text(card, encoding="utf-8")
+    logger.info("model card written to %s", path)
+    return path
+
+
+def _copy_run_files(run: Path, release: Path) -> None:
+    copy_events(run / "tb", release / EVENTS_DIR)
+    if (run / RECIPE).is_file() and not (release / RECIPE).is_file():  # the release's own copy wins
+        shutil.copy2(run / RECIPE, release / RECIPE)
+    if (run / EVAL).is_file():  # eval.json is written after the release, so the run's copy is the newest
+        shutil.copy2(run / EVAL, release / EVAL)
+
+
+def upload_manifest(release_dir: str | os.PathLike) -> list[str]:
+    """The exact files (POSIX paths relative to the release) that a push uploads, sorted."""
+    root = Path(release_dir)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return list(filter_repo_objects(files, ignore_patterns=RELEASE_IGNORE))
+
+
+def stage_release(
+    release_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None, **card_kwargs: Any
+) -> list[str]:
+    """Make ``release_dir`` the exact folder a push uploads, and return its file list.
+
+    With ``run_dir`` (or when the release has no README.md yet) the card is (re)written; a card already in the
+    release is otherwise kept as it is, so hand edits survive.
+    """
+    release = Path(release_dir)
+    if run_dir is not None or not (release / CARD).is_file():
+        write_model_card(release, run_dir, **card_kwargs)
+    card = ModelCard.load(release / CARD)  # fails early on metadata the Hub would refuse
+    if card.data.library_name is None and not card.data.to_dict():
+        logger.warning("%s has no YAML metadata", release / CARD)
+    return upload_manifest(release)
