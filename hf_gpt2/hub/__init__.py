@@ -1,0 +1,46 @@
+"""Sharing on the Hugging Face Hub: the model card, pushing releases and checkpoints, resuming from a pushed step.
+
+- :func:`write_model_card` / :func:`stage_release`: every release gets a README.md (metadata, training summary,
+  loss curves, evaluation beside GPT-2's numbers, usage), plus ``loss_curves.png``, ``runs/`` (TensorBoard events),
+  ``recipe.yaml`` and ``eval.json``.
+- :func:`push_release`: the release folder as one commit (``hf-gpt2 push``; ``hub.push_final``).
+- :class:`CheckpointPusher`: checkpoints in a background thread to a branch (``hub.push_checkpoints``).
+- :func:`download_checkpoint`: ``train.resume_from="hub:USER/NAME[@REV]"``.
+
+The token comes from ``hf auth login`` or HF_TOKEN and is never logged or written.
+"""
+
+from __future__ import annotations
+
+from hf_gpt2.hub.card import (
+    RELEASE_IGNORE,
+    gather_summary,
+    render_card,
+    stage_release,
+    upload_manifest,
+    write_model_card,
+)
+from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, HubError, require_token
+from hf_gpt2.hub.curves import Curves, plot_losses, read_curves
+from hf_gpt2.hub.download import download_checkpoint, parse_hub_spec
+from hf_gpt2.hub.upload import CheckpointPusher, PushFailure, push_release
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_REVISION",
+    "RELEASE_IGNORE",
+    "CheckpointPusher",
+    "Curves",
+    "HubError",
+    "PushFailure",
+    "download_checkpoint",
+    "gather_summary",
+    "parse_hub_spec",
+    "plot_losses",
+    "push_release",
+    "read_curves",
+    "render_card",
+    "require_token",
+    "stage_release",
+    "upload_manifest",
+    "write_model_card",
+]
