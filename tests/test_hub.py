@@ -1,0 +1,426 @@
+"""Hub sharing without a network: the model card, the staged folder, and the calls made at the HfApi boundary.
+
+The Hub is replaced by :class:`FakeHub`, an in-memory Hub that `hf_gpt2.hub.common.make_api` returns instead of an
+`HfApi`. It records every call, keeps files per branch, raises huggingface_hub's own error types, and commits
+atomically like the real Hub (all files of a commit or none).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import threading
+from pathlib import Path
+
+import httpx2
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+from hf_gpt2 import cli
+from hf_gpt2.errors import CheckpointError, RecipeError
+from hf_gpt2.hub import (
+    CheckpointPusher,
+    HubError,
+    download_checkpoint,
+    parse_hub_spec,
+    push_release,
+    read_curves,
+    stage_release,
+    upload_manifest,
+    write_model_card,
+)
+from hf_gpt2.hub import common as hub_common
+
+SECRET = "hf_SECRETtokenNEVERwritten0123456789"
+MODEL_FILES = [
+    "config.json",
+    "configuration_hf_gpt2.py",
+    "generation_config.json",
+    "model.safetensors",
+    "modeling_hf_gpt2.py",
+]
+
+
+# ----------------------------------------------------------------------------------------------- a fake Hub
+
+
+def _http_error(cls: type[HfHubHTTPError], status: int, message: str) -> HfHubHTTPError:
+    response = httpx2.Response(status, request=httpx2.Request("POST", "https://hub.invalid/api"))
+    return cls(message, response=response)
+
+
+class FakeHub:
+    """An in-memory Hub: ``repos[repo_id][branch][path] = bytes``; every API call is appended to ``calls``."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, dict[str, bytes]]] = {}
+        self.private: dict[str, bool] = {}
+        self.calls: list[tuple] = []
+        self.tokens: list[object] = []
+        self.fail_commits = 0  # the next N commits fail after reading half their files
+        self.commit_gate: threading.Event | None = None  # when set, commits wait for it (to observe the background)
+        self.lock = threading.Lock()
+
+    def api(self, token: object = None) -> FakeApi:
+        self.tokens.append(token)
+        return FakeApi(self)
+
+    def branch(self, repo_id: str, revision: str | None) -> dict[str, bytes]:
+        if repo_id not in self.repos:
+            raise _http_error(RepositoryNotFoundError, 404, f"404 Client Error. Repository Not Found: {repo_id}")
+        branches = self.repos[repo_id]
+        if (revision or "main") not in branches:
+            raise _http_error(RevisionNotFoundError, 404, f"404 Client Error. Revision Not Found: {revision}")
+        return branches[revision or "main"]
+
+
+class FakeApi:
+    def __init__(self, hub: FakeHub) -> None:
+        self.hub = hub
+
+    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kw):
+        self.hub.calls.append(("create_repo", repo_id, {"private": private, "exist_ok": exist_ok, **kw}))
+        if repo_id.startswith("forbidden/"):
+            raise _http_error(HfHubHTTPError, 403, "403 Forbidden: You don't have the rights to create a model")
+        if repo_id in self.hub.repos and not exist_ok:
+            raise _http_error(HfHubHTTPError, 409, "409 Conflict: repo exists")
+        if repo_id not in self.hub.repos:
+            self.hub.repos[repo_id] = {"main": {".gitattributes": b"*.safetensors filter=lfs\n"}}
+            self.hub.private[repo_id] = bool(private)
+
+    def create_branch(self, repo_id, *, branch, revision=None, exist_ok=False, **kw):
+        self.hub.calls.append(("create_branch", repo_id, {"branch": branch, "exist_ok": exist_ok}))
+        branches = self.hub.repos[repo_id]
+        if branch not in branches:
+            branches[branch] = dict(branches[revision or "main"])
+
+    def create_commit(self, repo_id, operations, *, commit_message, revision=None, **kw):
+        operations = list(operations)
+        paths = [op.path_in_repo for op in operations]
+        self.hub.calls.append(
+            ("create_commit", repo_id, {"revision": revision, "message": commit_message, "paths": paths})
+        )
+        if self.hub.commit_gate is not None:
+            assert self.hub.commit_gate.wait(20), "test gate never opened"
+        target = self.hub.branch(repo_id, revision)
+        staged = {}
+        for index, op in enumerate(operations):
+            with self.hub.lock:
+                if self.hub.fail_commits and index == len(operations) // 2:
+                    self.hub.fail_commits -= 1
+                    raise _http_error(HfHubHTTPError, 500, "500 Server Error: connection reset during upload")
+            staged[op.path_in_repo] = Path(op.path_or_fileobj).read_bytes()
+        target.update(staged)  # atomic, like a Hub commit
+        return type("CommitInfo", (), {"commit_url": f"https://hub.invalid/{repo_id}/commit/{len(self.hub.calls)}"})()
+
+    def list_repo_files(self, repo_id, *, revision=None, **kw):
+        self.hub.calls.append(("list_repo_files", repo_id, {"revision": revision}))
+        return sorted(self.hub.branch(repo_id, revision))
+
+    def snapshot_download(self, repo_id, *, revision=None, allow_patterns=None, cache_dir=None, **kw):
+        self.hub.calls.append(("snapshot_download", repo_id, {"revision": revision, "allow_patterns": allow_patterns}))
+        files = self.hub.branch(repo_id, revision)
+        root = Path(cache_dir) / repo_id.replace("/", "--") / (revision or "main")
+        for path, content in files.items():
+            if allow_patterns is None or any(fnmatch.fnmatch(path, p) for p in allow_patterns):
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                (root / path).write_bytes(content)
+        return str(root)
+
+
+@pytest.fixture
+def hub(monkeypatch) -> FakeHub:
+    fake = FakeHub()
+    monkeypatch.setattr(hub_common, "make_api", fake.api)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    return fake
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+# ----------------------------------------------------------------------------------------------- a fake run
+
+
+RECIPE = {
+    "run": {"name": "brave_turing-26112800", "output_dir": "runs", "seed": 1337},
+    "model": {"init": "gpt2", "n_layer": 2, "n_head": 4, "n_embd": 32},
+    "data": {"source": "hub:Skylion007/openwebtext", "format": "text", "block_size": 64},
+    "train": {"max_steps": 30, "micro_batch_size": 2, "global_batch_tokens": 4096, "lora": {"r": 0}},
+    "optim": {"lr": 6e-4, "min_lr": 6e-5, "warmup_steps": 5, "schedule": "cosine", "weight_decay": 0.1},
+    "hub": {"repo_id": "user/tiny-gpt2", "license": "apache-2.0", "checkpoint_revision": "checkpoints"},
+}
+EVAL = {"val_loss": 3.2109, "lambada_openai": {"acc": 0.3012, "ppl": 48.7, "n": 500}, "wikitext2": {"ppl": 41.5}}
+
+
+def _write_events(tb: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(tb))
+    for step in range(1, 31):
+        writer.add_scalar("train/loss", 6.0 - step * 0.08, step)
+        writer.add_scalar("train/lr", 6e-4, step)
+        if step % 10 == 0:
+            writer.add_scalar("val/loss", 5.0 - step * 0.05, step)
+    writer.close()
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_model) -> Path:
+    run = tmp_path / "runs" / "brave_turing-26112800"
+    tiny_model.save_pretrained(run / "final")
+    for folder in (run, run / "final"):
+        (folder / "recipe.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
+    (run / "eval.json").write_text(json.dumps(EVAL))
+    _write_events(run / "tb")
+    step = run / "checkpoints" / "step-30"
+    step.mkdir(parents=True)
+    (step / "train_state.json").write_text(json.dumps({"step": 30, "tokens": 122880, "num_processes": 1}))
+    (step / "model.safetensors").write_bytes(b"weights" * 100)
+    return run
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+# ----------------------------------------------------------------------------------------------- the card
+
+
+def test_card_metadata_parses_and_reports_the_run(run_dir):
+    card_path = write_model_card(run_dir / "final", run_dir)
+    card = ModelCard.load(card_path)
+    data = card.data
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
+    assert data.license == "apache-2.0"
+    assert {"hf_gpt2", "gpt2"} <= set(data.tags)
+    assert data.datasets == ["Skylion007/openwebtext"]
+    assert data.base_model == "openai-community/gpt2"  # model.init "gpt2" → its canonical Hub id
+    assert data.model_name == "user/tiny-gpt2"
+    results = {(r.dataset_type, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results == {
+        ("Skylion007/openwebtext", "loss"): 3.2109,
+        ("EleutherAI/lambada_openai", "acc"): 0.3012,
+        ("EleutherAI/lambada_openai", "ppl"): 48.7,
+        ("Salesforce/wikitext", "ppl"): 41.5,
+    }
+    text = card.text
+    assert "| tokens seen | 122.88k |" in text  # from the newest checkpoint's train_state.json
+    assert "| optimizer steps | 30 |" in text
+    assert "| final train loss | 3.6 |" in text and "| final validation loss | 3.211 |" in text
+    assert "| lambada_openai | acc | 30.12 | 45.99 | 32.56 | 500 |" in text  # fraction shown in %, beside GPT-2
+    assert "| wikitext2 | ppl | 41.5 | 29.41 | — | — |" in text
+    assert "| validation | loss | 3.211 | — | 3.12 |" in text  # OpenWebText: nanoGPT's 124M number
+    assert "![Training and validation loss](loss_curves.png)" in text
+    assert 'from_pretrained("user/tiny-gpt2", trust_remote_code=True)' in text
+    assert "import hf_gpt2" in text and "hf-gpt2 convert --to-gpt2 user/tiny-gpt2 ./gpt2-copy" in text
+    assert "learning_rate" not in text and "lr: 0.0006" in text  # the resolved recipe, verbatim
+
+
+def test_card_ships_curves_events_recipe_and_eval(run_dir):
+    release = run_dir / "final"
+    write_model_card(release, run_dir)
+    assert (release / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    copied = read_curves(release / "runs")
+    original = read_curves(run_dir / "tb")
+    assert copied.series == original.series and len(copied.series["train/loss"]) == 30
+    assert json.loads((release / "eval.json").read_text()) == EVAL
+    assert yaml.safe_load((release / "recipe.yaml").read_text()) == RECIPE
+
+
+def test_card_for_a_scratch_run_without_eval_or_events(tmp_path, tiny_model):
+    release = tmp_path / "final"
+    tiny_model.save_pretrained(release)
+    recipe = {**RECIPE, "model": {"init": "scratch"}, "data": {"source": "kjv"}, "hub": {}}
+    (release / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    card = ModelCard.load(write_model_card(release))
+    assert card.data.base_model is None and card.data.datasets is None and card.data.eval_results is None
+    assert card.data.license == "mit"
+    assert "trained from scratch" in card.text and "No evaluation results were recorded" in card.text
+    assert not (release / "loss_curves.png").exists() and "USER/MODEL" in card.text
+
+
+def test_staged_folder_is_exactly_the_release(run_dir):
+    release = run_dir / "final"
+    (release / ".DS_Store").write_text("junk")
+    (release / ".final.tmp").mkdir()
+    (release / ".final.tmp" / "half.bin").write_text("junk")
+    files = stage_release(release, run_dir)
+    event_file = next(f for f in files if f.startswith("runs/"))
+    assert files == sorted(MODEL_FILES + ["README.md", "eval.json", "loss_curves.png", "recipe.yaml", event_file])
+    assert event_file.startswith("runs/events.out.tfevents.")
+    assert upload_manifest(release) == files
+
+
+# ----------------------------------------------------------------------------------------------- pushing
+
+
+def test_push_release_is_one_commit_of_the_staged_files(hub, run_dir, caplog):
+    release = run_dir / "final"
+    files = stage_release(release, run_dir)
+    caplog.set_level(logging.DEBUG)
+    url = push_release(release, RECIPE["hub"] | {"private": True}, commit_message="release v1")
+    assert url.startswith("https://hub.invalid/user/tiny-gpt2/commit/")
+    assert [call[0] for call in hub.calls] == ["create_repo", "create_commit"]
+    assert hub.calls[0][2] == {"private": True, "exist_ok": True}
+    assert hub.calls[1][2] == {"revision": None, "message": "release v1", "paths": files}
+    assert set(hub.repos["user/tiny-gpt2"]["main"]) == set(files) | {".gitattributes"}
+    assert hub.tokens == [SECRET]  # the token reaches the client, and nowhere else:
+    assert SECRET not in caplog.text
+    assert all(SECRET.encode() not in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
+
+
+def test_push_release_to_a_branch_creates_it(hub, run_dir):
+    push_release(run_dir / "final", {"repo_id": "user/tiny-gpt2"}, revision="v1")
+    assert ("create_branch", "user/tiny-gpt2", {"branch": "v1", "exist_ok": True}) in hub.calls
+    assert "model.safetensors" in hub.repos["user/tiny-gpt2"]["v1"]
+
+
+def test_push_without_a_token_says_how_to_log_in(hub, no_token, run_dir):
+    with pytest.raises(HubError) as err:
+        push_release(run_dir / "final", RECIPE["hub"])
+    assert "hf auth login" in str(err.value) and "huggingface-cli login" in str(err.value)
+    assert "HF_TOKEN" in str(err.value)
+    assert hub.calls == []
+    with pytest.raises(HubError, match="HF_TOKEN"):
+        CheckpointPusher(RECIPE["hub"])
+
+
+def test_push_without_repo_id_or_to_a_forbidden_namespace(hub, run_dir):
+    with pytest.raises(RecipeError, match="hub.repo_id is not set"):
+        push_release(run_dir / "final", {"repo_id": None})
+    with pytest.raises(RecipeError, match="USER/NAME"):
+        push_release(run_dir / "final", {"repo_id": "no-namespace"})
+    with pytest.raises(HubError, match="no write access"):
+        push_release(run_dir / "final", {"repo_id": "forbidden/model"})
+
+
+def test_upload_failing_halfway_keeps_the_release_and_the_next_push_retries(hub, run_dir):
+    release = run_dir / "final"
+    stage_release(release, run_dir)
+    before = _digests(release)
+    hub.fail_commits = 1
+    with pytest.raises(HubError, match="run the same push again"):
+        push_release(release, RECIPE["hub"])
+    assert _digests(release) == before  # the local release is untouched
+    assert set(hub.repos["user/tiny-gpt2"]["main"]) == {".gitattributes"}  # nothing half-committed
+    push_release(release, RECIPE["hub"])
+    assert {
+        k: hashlib.sha256(v).hexdigest()
+        for k, v in hub.repos["user/tiny-gpt2"]["main"].items()
+        if k != ".gitattributes"
+    } == before
+    assert [c[0] for c in hub.calls].count("create_commit") == 2
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint(root: Path, step: int) -> Path:
+    folder = root / "checkpoints" / f"step-{step}"
+    folder.mkdir(parents=True)
+    (folder / "train_state.json").write_text(json.dumps({"step": step}))
+    (folder / "model.safetensors").write_bytes(bytes([step % 256]) * 1000)
+    return folder
+
+
+def test_checkpoint_pusher_uploads_in_the_background(hub, tmp_path):
+    hub.commit_gate = threading.Event()
+    with CheckpointPusher(RECIPE["hub"], retry_wait_s=0) as pusher:
+        pusher.submit(_checkpoint(tmp_path, 10), 10)  # the worker takes it and waits at the gate
+        for _ in range(200):
+            if any(c[0] == "create_commit" for c in hub.calls):
+                break
+            threading.Event().wait(0.01)
+        step20, step30 = _checkpoint(tmp_path, 20), _checkpoint(tmp_path, 30)
+        pusher.submit(step20, 20)  # waits behind step 10 ...
+        pusher.submit(step30, 30)  # ... and is superseded by 30 before it starts
+        import shutil
+
+        shutil.rmtree(step30)  # training rotates the checkpoint away: the staged links still upload
+        assert pusher.pushed == []  # submit() returned while step 10 is still uploading
+        hub.commit_gate.set()
+    assert pusher.pushed == [10, 30] and pusher.skipped == [20] and pusher.failures == []
+    branch = hub.repos["user/tiny-gpt2"]["checkpoints"]
+    assert branch["checkpoints/step-30/model.safetensors"] == bytes([30]) * 1000
+    assert "checkpoints/step-20/train_state.json" not in branch
+    assert ("create_branch", "user/tiny-gpt2", {"branch": "checkpoints", "exist_ok": True}) in hub.calls
+    assert "model.safetensors" not in hub.repos["user/tiny-gpt2"]["main"]  # main stays for releases
+    assert not list((tmp_path / "checkpoints").glob(".hub-push-*"))  # staging cleaned up
+
+
+def test_checkpoint_pusher_retries_then_reports_failures(hub, tmp_path, caplog):
+    hub.fail_commits = 10
+    pusher = CheckpointPusher(RECIPE["hub"], retries=1, retry_wait_s=0)
+    folder = _checkpoint(tmp_path, 10)
+    pusher.submit(folder, 10)
+    with caplog.at_level(logging.WARNING, logger="hf_gpt2.hub"):
+        failures = pusher.close()
+    assert [f.step for f in failures] == [10] and "500 Server Error" in failures[0].error
+    assert [c[0] for c in hub.calls].count("create_commit") == 2  # first try + one retry
+    assert "checkpoint step 10 was NOT pushed" in caplog.text and SECRET not in caplog.text
+    assert (folder / "model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------------------------- resuming
+
+
+def test_download_checkpoint_pulls_the_newest_step(hub, tmp_path, monkeypatch):
+    with CheckpointPusher(RECIPE["hub"]) as pusher:
+        pusher.submit(_checkpoint(tmp_path / "a", 10), 10)
+    with CheckpointPusher(RECIPE["hub"]) as pusher:
+        pusher.submit(_checkpoint(tmp_path / "b", 200), 200)
+    folder = download_checkpoint("hub:user/tiny-gpt2", cache_dir=tmp_path / "cache")
+    assert folder.name == "step-200" and folder.parent.name == "checkpoints"
+    assert json.loads((folder / "train_state.json").read_text()) == {"step": 200}
+    assert hub.calls[-1] == (
+        "snapshot_download",
+        "user/tiny-gpt2",
+        {"revision": "checkpoints", "allow_patterns": ["checkpoints/step-200/*"]},
+    )
+
+
+def test_download_checkpoint_errors_name_the_repo_and_revision(hub, run_dir):
+    with pytest.raises(CheckpointError, match="nobody/missing not found"):
+        download_checkpoint("hub:nobody/missing")
+    push_release(run_dir / "final", RECIPE["hub"])
+    with pytest.raises(CheckpointError, match="no revision 'nope'"):
+        download_checkpoint("hub:user/tiny-gpt2@nope")
+    with pytest.raises(CheckpointError, match="holds no checkpoints/step-N"):
+        download_checkpoint("hub:user/tiny-gpt2@main")
+
+
+def test_parse_hub_spec():
+    assert parse_hub_spec("hub:user/model") == ("user/model", "checkpoints")
+    assert parse_hub_spec("hub:user/model@run-2") == ("user/model", "run-2")
+    for bad in ("user/model", "hub:model", "hub:user/model@", "hub:"):
+        with pytest.raises(CheckpointError, match="hub:USER/NAME"):
+            parse_hub_spec(bad)
+
+
+# ----------------------------------------------------------------------------------------------- the command
+
+
+def test_push_command_writes_the_card_and_pushes_a_run_folder(hub, run_dir, capsys):
+    assert not (run_dir / "final" / "README.md").exists()
+    assert cli.main(["push", "--model", str(run_dir), "--repo-id", "user/other", "--private"]) == 0
+    card = ModelCard.load(run_dir / "final" / "README.md")
+    assert card.data.model_name == "user/other" and "| tokens seen | 122.88k |" in card.text
+    assert hub.private["user/other"] is True
+    assert "README.md" in hub.repos["user/other"]["main"]
+    assert cli.main(["push", "--model", str(run_dir / "nothing"), "--repo-id", "user/other"]) == 2
+    assert "neither a model folder" in capsys.readouterr().err
