@@ -1,0 +1,50 @@
+"""`hf-gpt2 prepare RECIPE [section.key=value ...]`: tokenize the recipe's data into cached token shards.
+
+Training runs the same step on start and reuses this output (keyed by a fingerprint of the source, the tokenizer and
+the split settings), so preparing ahead only moves the work earlier, e.g. onto a CPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "tokenize a recipe's data into train/val token shards (reused by later runs)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the recipe path, the overrides and --force."""
+    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="recipe overrides, e.g. data.num_proc=8 data.max_documents=1000 data.cache_dir=/scratch/data",
+    )
+    parser.add_argument("--force", action="store_true", help="prepare again even if a valid cache exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare (or find) the shards and print where they are and how many tokens each split holds."""
+    from hf_gpt2.data import prepare_token_shards
+    from hf_gpt2.errors import DataError
+    from hf_gpt2.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.data.format != "text":
+        raise DataError(
+            f"hf-gpt2 prepare builds pretraining shards (data.format=text); data.format={recipe.data.format!r} "
+            "data is prepared by `hf-gpt2 train`"
+        )
+    prepared = prepare_token_shards(recipe, force=args.force)
+    splits = prepared.meta["splits"]
+    status = "reused" if prepared.reused else "prepared"
+    lines = [f"{status} {prepared.directory}"]
+    for name, split in splits.items():
+        lines.append(
+            f"  {name:5s} {split['num_tokens']:>14,} tokens  {split['num_documents']:>10,} documents  "
+            f"{len(split['shards'])} shard(s)"
+        )
+    lines.append(f"  tokenizer {prepared.meta['tokenizer']} (eos {prepared.meta['eos_id']}, {prepared.meta['dtype']})")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
