@@ -160,7 +160,15 @@ RECIPE = {
     "optim": {"lr": 6e-4, "min_lr": 6e-5, "warmup_steps": 5, "schedule": "cosine", "weight_decay": 0.1},
     "hub": {"repo_id": "user/tiny-gpt2", "license": "apache-2.0", "checkpoint_revision": "checkpoints"},
 }
-EVAL = {"val_loss": 3.2109, "lambada_openai": {"acc": 0.3012, "ppl": 48.7, "n": 500}, "wikitext2": {"ppl": 41.5}}
+EVAL = {  # as training writes it: val loss and counters, then run_tasks' {task: {metric: value, "n": count}}
+    "val_loss": 3.2109,
+    "val_perplexity": 24.8,
+    "step": 30,
+    "tokens_seen": 122880,
+    "lambada_openai": {"acc": 0.3012, "ppl": 48.7, "n": 500.0},
+    "lambada_openai_paper": {"acc": 0.41, "ppl": 39.0, "n": 500.0},
+    "wikitext2": {"word_perplexity": 41.5, "token_perplexity": 30.2, "bits_per_byte": 1.21, "n": 60.0, "tokens": 9e3},
+}
 
 
 def _write_events(tb: Path) -> None:
@@ -170,6 +178,8 @@ def _write_events(tb: Path) -> None:
     for step in range(1, 31):
         writer.add_scalar("train/loss", 6.0 - step * 0.08, step)
         writer.add_scalar("train/lr", 6e-4, step)
+        writer.add_scalar("perf/tokens_per_s", 50_000.0 if step > 1 else 10.0, step)
+        writer.add_scalar("perf/mfu", 0.4, step)
         if step % 10 == 0:
             writer.add_scalar("val/loss", 5.0 - step * 0.05, step)
     writer.close()
@@ -185,7 +195,7 @@ def run_dir(tmp_path, tiny_model) -> Path:
     _write_events(run / "tb")
     step = run / "checkpoints" / "step-30"
     step.mkdir(parents=True)
-    (step / "train_state.json").write_text(json.dumps({"step": 30, "tokens": 122880, "num_processes": 1}))
+    (step / "train_state.json").write_text(json.dumps({"step": 30, "tokens_seen": 122880, "num_processes": 1}))
     (step / "model.safetensors").write_bytes(b"weights" * 100)
     return run
 
@@ -211,20 +221,28 @@ def test_card_metadata_parses_and_reports_the_run(run_dir):
     assert data.datasets == ["Skylion007/openwebtext"]
     assert data.base_model == "openai-community/gpt2"  # model.init "gpt2" → its canonical Hub id
     assert data.model_name == "user/tiny-gpt2"
-    results = {(r.dataset_type, r.metric_type): r.metric_value for r in data.eval_results}
+    results = {
+        (r.dataset_type, r.metric_type): r.metric_value for r in data.eval_results if "paper" not in r.metric_name
+    }
     assert results == {
         ("Skylion007/openwebtext", "loss"): 3.2109,
         ("EleutherAI/lambada_openai", "acc"): 0.3012,
         ("EleutherAI/lambada_openai", "ppl"): 48.7,
-        ("Salesforce/wikitext", "ppl"): 41.5,
+        ("Salesforce/wikitext", "word_perplexity"): 41.5,
+        ("Salesforce/wikitext", "token_perplexity"): 30.2,
+        ("Salesforce/wikitext", "bits_per_byte"): 1.21,
     }
+    assert len(data.eval_results) == 8  # val loss + 2 + 2 + 3 (counts such as n and tokens are left out)
     text = card.text
-    assert "| tokens seen | 122.88k |" in text  # from the newest checkpoint's train_state.json
+    assert "| tokens seen | 122.88k |" in text
     assert "| optimizer steps | 30 |" in text
+    assert "| throughput | 50.00k tokens/s (median), MFU 40.0% |" in text
     assert "| final train loss | 3.6 |" in text and "| final validation loss | 3.211 |" in text
-    assert "| lambada_openai | acc | 30.12 | 45.99 | 32.56 | 500 |" in text  # fraction shown in %, beside GPT-2
-    assert "| wikitext2 | ppl | 41.5 | 29.41 | — | — |" in text
-    assert "| validation | loss | 3.211 | — | 3.12 |" in text  # OpenWebText: nanoGPT's 124M number
+    # fractions shown in %, beside GPT-2 124M's numbers from hf_gpt2.evaluation's tables
+    assert "| lambada_openai | acc (%) | 30.12 | — | 32.56 | 500 |" in text
+    assert "| lambada_openai_paper | acc (%) | 41.00 | 45.99 | — | 500 |" in text
+    assert "| wikitext2 | word_perplexity | 41.5 | 29.41 | — | 60 |" in text
+    assert "| validation | loss | 3.211 | — | 3.12 | — |" in text  # OpenWebText: nanoGPT's 124M number
     assert "![Training and validation loss](loss_curves.png)" in text
     assert 'from_pretrained("user/tiny-gpt2", trust_remote_code=True)' in text
     assert "import hf_gpt2" in text and "hf-gpt2 convert --to-gpt2 user/tiny-gpt2 ./gpt2-copy" in text

@@ -23,7 +23,13 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import filter_repo_objects
 
 from hf_gpt2.hub.curves import Curves, copy_events, event_dirs, plot_losses, read_curves
-from hf_gpt2.hub.references import Reference, find_reference, task_dataset
+from hf_gpt2.hub.references import (
+    Reference,
+    find_reference,
+    headline_metrics,
+    task_dataset,
+    val_loss_reference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +190,7 @@ def _facts(summary: RunSummary, eval_facts: dict, train_state: dict) -> dict[str
         or train_state.get("tokens")
     )
     if tokens is None:
-        token_tags = [t for t in summary.curves.series if "tokens" in t.lower()]
+        token_tags = [t for t in summary.curves.series if t.lower().endswith("tokens_seen")]
         tokens = summary.curves.final(token_tags[0]) if token_tags else None
     if tokens is None and train.get("global_batch_tokens") and facts["steps"]:
         tokens = int(train["global_batch_tokens"]) * int(facts["steps"])
@@ -196,6 +202,8 @@ def _facts(summary: RunSummary, eval_facts: dict, train_state: dict) -> dict[str
     facts["num_processes"] = eval_facts.get("num_processes") or train_state.get("num_processes")
     facts["mixed_precision"] = eval_facts.get("mixed_precision")
     facts["block_size"] = data.get("block_size")
+    facts["tokens_per_s"] = _median(summary.curves, "perf/tokens_per_s")
+    facts["mfu"] = _median(summary.curves, "perf/mfu")
     train_tags = [t for t in summary.curves.loss_tags() if t.lower().startswith("train")]
     val_tags = [t for t in summary.curves.loss_tags() if "val" in t.lower() or "eval" in t.lower()]
     facts["final_train_loss"] = summary.curves.final(train_tags[0]) if train_tags else None
@@ -204,6 +212,12 @@ def _facts(summary: RunSummary, eval_facts: dict, train_state: dict) -> dict[str
         val_loss if val_loss is not None else (summary.curves.final(val_tags[0]) if val_tags else None)
     )
     return facts
+
+
+def _median(curves: Curves, tag: str) -> float | None:
+    """Median of a logged scalar, skipping the first point (compilation and warm-up)."""
+    values = sorted(value for _, value in curves.series.get(tag, [])[1:])
+    return values[len(values) // 2] if values else None
 
 
 # ----------------------------------------------------------------------------------------------- metadata
@@ -238,7 +252,7 @@ def _tags(summary: RunSummary) -> list[str]:
 
 
 def eval_results_for_index(summary: RunSummary) -> list[EvalResult]:
-    """``model-index`` entries: the validation loss and every task metric (counts such as ``n`` left out)."""
+    """``model-index`` entries: the validation loss and the headline metrics of every task."""
     results = []
     datasets = _datasets(summary, None)
     if "val_loss" in summary.scalars:
@@ -257,9 +271,8 @@ def eval_results_for_index(summary: RunSummary) -> list[EvalResult]:
         )
     for task, metrics in summary.tasks.items():
         dataset = task_dataset(task)
-        for metric, value in metrics.items():
-            if metric in {"n", "count", "num_samples"}:
-                continue
+        for metric in headline_metrics(task, metrics):
+            value = metrics[metric]
             results.append(
                 EvalResult(
                     task_type="text-generation",
@@ -366,8 +379,11 @@ def _training_table(summary: RunSummary) -> str:
         hardware += f" ({f['num_processes']} process{'es' if f['num_processes'] != 1 else ''})"
     if f["mixed_precision"]:
         hardware += f", {f['mixed_precision']}"
+    rows.append(("hardware", hardware))
+    if f["tokens_per_s"]:
+        mfu = f", MFU {100 * f['mfu']:.1f}%" if f["mfu"] else ""
+        rows.append(("throughput", f"{_human(f['tokens_per_s'])} tokens/s (median){mfu}"))
     rows += [
-        ("hardware", hardware),
         ("wall time", _duration(f["wall_time_s"])),
         ("final train loss", _number(f["final_train_loss"])),
         ("final validation loss", _number(f["final_val_loss"])),
@@ -376,44 +392,49 @@ def _training_table(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
-def _as_percent(metric: str, value: float) -> tuple[float, bool]:
-    """Accuracies stored as fractions are shown in percent, like the paper's table."""
-    if metric.lower().startswith("acc") and 0.0 <= value <= 1.0:
-        return value * 100.0, True
-    return value, False
+def _shown(metric: str, value: float | None) -> str:
+    """Accuracies (fractions, as the tasks report them) in %, like the paper's table; a dash for no value."""
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return str(value)
+    if metric.startswith("acc"):
+        return f"{100.0 * value:.2f}"
+    return f"{value:.4g}"
 
 
 def _eval_table(summary: RunSummary) -> str:
     rows = []
     if "val_loss" in summary.scalars:
-        ref = find_reference(str(summary.section("data").get("source", "")), "val_loss")
+        source = str(summary.section("data").get("source", ""))
+        ref = Reference(lm_eval=val_loss_reference(source))
         rows.append(_eval_row("validation", "loss", summary.scalars["val_loss"], ref, None))
     for task, metrics in summary.tasks.items():
-        n = metrics.get("n")
-        for metric, value in metrics.items():
-            if metric in {"n", "count", "num_samples"}:
-                continue
-            rows.append(_eval_row(task, metric, value, find_reference(task, metric), n))
+        for metric in headline_metrics(task, metrics):
+            rows.append(_eval_row(task, metric, metrics[metric], find_reference(task, metric), metrics.get("n")))
     if not rows:
         return "No evaluation results were recorded for this release (`eval.json` is missing or empty)."
     header = [
-        "| task | metric | this model | GPT-2 124M (paper) | GPT-2 124M (reimplementation) | examples |",
+        "| task | metric | this model | GPT-2 124M (paper) | GPT-2 124M (lm-eval / nanoGPT) | n |",
         "|---|---|---|---|---|---|",
     ]
     notes = (
-        'Paper: Radford et al. 2019, Table 3 (zero-shot, the "117M" model). Reimplementation: the same '
-        "`gpt2` weights scored by lm-evaluation-harness (LAMBADA whole last word, HellaSwag) or nanoGPT "
-        "(OpenWebText validation loss); 3.28 is the FineWeb speedrun target. Accuracies in %."
+        'Paper: Radford et al. 2019, Table 3 (zero-shot, the "117M" model); `lambada_openai_paper` scores the last '
+        "BPE token as OpenAI did. lm-eval / nanoGPT: the same OpenAI `gpt2` weights scored by lm-evaluation-harness "
+        "(`lambada_openai`: the whole last word; `hellaswag`) or nanoGPT (validation loss on OpenWebText; 3.28 is "
+        "the FineWeb speedrun target). Accuracies in %; all zero-shot; the full results are in `eval.json`."
     )
     return "\n".join(header + rows) + "\n\n" + notes
 
 
 def _eval_row(task: str, metric: str, value: float, ref: Reference | None, n: float | None) -> str:
-    shown, _ = _as_percent(metric, float(value))
-    paper = _number(ref.paper) if ref and ref.paper is not None else "—"
-    reimpl = _number(ref.reimplementation) if ref and ref.reimplementation is not None else "—"
+    label = f"{metric} (%)" if metric.startswith("acc") else metric
+    paper, lm_eval = (ref.paper, ref.lm_eval) if ref else (None, None)
     count = f"{int(n):,}" if n is not None else "—"
-    return f"| {task} | {metric} | {_number(shown)} | {paper} | {reimpl} | {count} |"
+    return (
+        f"| {task} | {label} | {_shown(metric, float(value))} | {_shown(metric, paper)} | "
+        f"{_shown(metric, lm_eval)} | {count} |"
+    )
 
 
 def _usage(repo_id: str) -> str:

@@ -1,24 +1,54 @@
-"""GPT-2 124M reference numbers for the card's evaluation table, and the Hub datasets behind each task.
+"""GPT-2 124M reference numbers for the card's evaluation table, and the Hub dataset behind each task.
 
-``hf_gpt2.evaluation`` owns the reference table when it is installed; the copy here (DESIGN.md §5) is what the card
-falls back to, so that a card can always be written.
+``hf_gpt2.evaluation`` owns the numbers (``PAPER_124M``, ``LM_EVAL_GPT2``), the headline metrics and the tasks' Hub
+sources; the card uses them, so the card and ``hf-gpt2 eval`` print the same table. A copy of the numbers
+(DESIGN.md §5, accuracies as fractions) is the fallback when that package cannot be imported, so a card can always
+be written.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
+from functools import cache
 
 logger = logging.getLogger(__name__)
+
+BOOKKEEPING = frozenset({"n", "tokens", "context", "stride"})
+"""Result keys that are counts or settings, not metrics."""
+
+_PAPER_124M = {
+    "lambada_openai_paper": {"ppl": 35.13, "acc": 0.4599},
+    "cbt_cn": {"acc": 0.8765},
+    "cbt_ne": {"acc": 0.834},
+    "wikitext2": {"word_perplexity": 29.41},
+    "wikitext103": {"word_perplexity": 37.50},
+    "enwik8": {"bits_per_byte": 1.16},
+    "text8": {"bits_per_char": 1.17},
+}
+_LM_EVAL_GPT2 = {
+    "lambada_openai": {"acc": 0.3256, "ppl": 40.06},
+    "hellaswag": {"acc": 0.2892, "acc_norm": 0.3114},
+}
+_VAL_LOSS_124M = {"openwebtext": 3.12, "fineweb": 3.28}
+"""Validation loss of GPT-2 124M: OpenWebText (nanoGPT, OpenAI weights), FineWeb (the speedrun target)."""
+_DATASETS = {
+    "lambada_openai": ("EleutherAI/lambada_openai", "default", "test"),
+    "lambada_openai_paper": ("EleutherAI/lambada_openai", "default", "test"),
+    "cbt_cn": ("cam-cst/cbt", "CN", "test"),
+    "cbt_ne": ("cam-cst/cbt", "NE", "test"),
+    "wikitext2": ("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
+    "wikitext103": ("Salesforce/wikitext", "wikitext-103-raw-v1", "test"),
+    "hellaswag": ("Rowan/hellaswag", None, "validation"),
+}
 
 
 @dataclass(frozen=True)
 class Reference:
-    """GPT-2 124M on one task and metric: the paper's number and a common reimplementation's."""
+    """GPT-2 124M on one task and metric: the paper's number and lm-evaluation-harness's on the same weights."""
 
     paper: float | None = None
-    reimplementation: float | None = None
+    lm_eval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -31,104 +61,47 @@ class TaskDataset:
     split: str | None = None
 
 
-# GPT-2 paper Table 3 (zero-shot, "117M"); lm-eval / nanoGPT on the same `gpt2` weights. Accuracies in %.
-_FALLBACK: dict[str, dict[str, Reference]] = {
-    "lambada": {"acc": Reference(45.99, 32.56), "ppl": Reference(35.13, 40.06)},
-    "cbtcn": {"acc": Reference(87.65)},
-    "cbtne": {"acc": Reference(83.4)},
-    "wikitext2": {"ppl": Reference(29.41)},
-    "ptb": {"ppl": Reference(65.85)},
-    "enwik8": {"bpb": Reference(1.16)},
-    "text8": {"bpc": Reference(1.17)},
-    "wikitext103": {"ppl": Reference(37.50)},
-    "1bw": {"ppl": Reference(75.20)},
-    "hellaswag": {"acc": Reference(None, 28.92), "accnorm": Reference(None, 31.14)},
-    "openwebtext": {"loss": Reference(None, 3.12)},
-    "fineweb": {"loss": Reference(None, 3.28)},
-}
-_TASK_ALIASES = {
-    "lambadaopenai": "lambada",
-    "lambadastandard": "lambada",
-    "cbt": "cbtcn",
-    "wikitext": "wikitext2",
-    "wikitext2raw": "wikitext2",
-    "penntreebank": "ptb",
-    "ptbtextonly": "ptb",
-    "lm1b": "1bw",
-    "onebillionword": "1bw",
-    "billionword": "1bw",
-    "owt": "openwebtext",
-    "openwebtext10k": "openwebtext",
-    "fineweb10b": "fineweb",
-    "finewebedu": "fineweb",
-}
-_METRIC_ALIASES = {
-    "accuracy": "acc",
-    "perplexity": "ppl",
-    "valloss": "loss",
-    "bitsperbyte": "bpb",
-    "bitspercharacter": "bpc",
-    "accuracynorm": "accnorm",
-}
-_DATASETS = {
-    "lambada": TaskDataset("EleutherAI/lambada_openai", "LAMBADA", "default", "test"),
-    "cbtcn": TaskDataset("cam-cst/cbt", "Children's Book Test (common nouns)", "CN", "test"),
-    "cbtne": TaskDataset("cam-cst/cbt", "Children's Book Test (named entities)", "NE", "test"),
-    "wikitext2": TaskDataset("Salesforce/wikitext", "WikiText-2", "wikitext-2-raw-v1", "test"),
-    "wikitext103": TaskDataset("Salesforce/wikitext", "WikiText-103", "wikitext-103-raw-v1", "test"),
-    "hellaswag": TaskDataset("Rowan/hellaswag", "HellaSwag", None, "validation"),
-    "ptb": TaskDataset("ptb_text_only", "Penn Treebank", None, "test"),
-}
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def _task_key(task: str) -> str:
-    key = _key(task.removeprefix("hub:"))
-    key = _TASK_ALIASES.get(key, key)
-    for known in _FALLBACK:  # e.g. "hub:Skylion007/openwebtext" → "skylion007openwebtext" → openwebtext
-        if key not in _FALLBACK and key.endswith(known):
-            return known
-    return key
-
-
-def _metric_key(metric: str) -> str:
-    key = _key(metric)
-    return _METRIC_ALIASES.get(key, key)
-
-
-def _table_from_evaluation() -> dict[str, dict[str, Reference]] | None:
-    """The evaluation package's table, when it exposes one as ``{task: {metric: value}}``."""
+@cache
+def _evaluation() -> dict:
     try:
-        import hf_gpt2.evaluation as evaluation
-    except ImportError:
-        return None
-    for name in ("GPT2_PAPER_124M", "PAPER_RESULTS", "PAPER_NUMBERS", "REFERENCE_RESULTS"):
-        table = getattr(evaluation, name, None)
-        if isinstance(table, dict):
-            out: dict[str, dict[str, Reference]] = {}
-            for task, metrics in table.items():
-                if isinstance(metrics, dict):
-                    out[_task_key(task)] = {
-                        _metric_key(m): Reference(float(v)) for m, v in metrics.items() if isinstance(v, int | float)
-                    }
-            return out
-    return None
+        from hf_gpt2.evaluation import LM_EVAL_GPT2, PAPER_124M, TASKS
+        from hf_gpt2.evaluation.runner import HEADLINE_METRICS
+    except Exception as err:  # the card must not fail because the benchmarks cannot be imported
+        logger.warning("hf_gpt2.evaluation unavailable (%s); using the card's copy of GPT-2's numbers", err)
+        return {"paper": _PAPER_124M, "lm_eval": _LM_EVAL_GPT2, "tasks": {}, "headline": {}}
+    return {"paper": PAPER_124M, "lm_eval": LM_EVAL_GPT2, "tasks": TASKS, "headline": HEADLINE_METRICS}
 
 
 def find_reference(task: str, metric: str) -> Reference | None:
-    """GPT-2 124M's number for ``task``/``metric``, or None when there is no published one."""
-    task_key, metric_key = _task_key(task), _metric_key(metric)
-    from_evaluation = _table_from_evaluation() or {}
-    paper = from_evaluation.get(task_key, {}).get(metric_key)
-    fallback = _FALLBACK.get(task_key, {}).get(metric_key)
-    if paper is None:
-        return fallback
-    return Reference(paper.paper, fallback.reimplementation if fallback else None)
+    """GPT-2 124M's numbers for ``task``/``metric`` (None when neither table has one)."""
+    tables = _evaluation()
+    paper = tables["paper"].get(task, {}).get(metric)
+    lm_eval = tables["lm_eval"].get(task, {}).get(metric)
+    return None if paper is None and lm_eval is None else Reference(paper, lm_eval)
+
+
+def val_loss_reference(data_source: str) -> float | None:
+    """GPT-2 124M's validation loss on the recipe's training data, when it is OpenWebText or FineWeb."""
+    source = data_source.lower()
+    return next((loss for name, loss in _VAL_LOSS_124M.items() if name in source), None)
+
+
+def headline_metrics(task: str, metrics: dict[str, float]) -> list[str]:
+    """The metrics of ``task`` worth a table row, in the evaluation package's order."""
+    names = _evaluation()["headline"].get(task) or [k for k in metrics if k not in BOOKKEEPING]
+    return [name for name in names if name in metrics]
 
 
 def task_dataset(task: str) -> TaskDataset:
-    """The Hub dataset of a benchmark task (the task's own name when it has no Hub dataset)."""
-    return _DATASETS.get(_task_key(task), TaskDataset(task, task))
+    """The Hub dataset of a benchmark task (the task's own name when it has none, e.g. enwik8 from a local file)."""
+    registered = _evaluation()["tasks"].get(task)
+    hub = getattr(registered, "hub", None)
+    name = getattr(registered, "summary", None) or task
+    if hub is not None and not getattr(hub, "data_files", None):
+        return TaskDataset(hub.repo, name, hub.config, hub.split)
+    if hub is not None:
+        return TaskDataset(hub.repo, name, None, hub.split)
+    if task in _DATASETS:
+        repo, config, split = _DATASETS[task]
+        return TaskDataset(repo, name, config, split)
+    return TaskDataset(task, name)
