@@ -430,13 +430,9 @@ def _local_files(source: str) -> list[Path]:
 
 
 def _max_rows(recipe: Any) -> int | None:
-    if recipe.data.max_documents is not None:
-        return recipe.data.max_documents
-    if recipe.run.dev:
-        from hf_gpt2.recipe import DEV_MAX_DOCUMENTS
+    from hf_gpt2.recipe import effective_max_documents
 
-        return DEV_MAX_DOCUMENTS
-    return None
+    return effective_max_documents(recipe)
 
 
 def _read_records(data: Any, files: list[Path], max_rows: int | None) -> tuple[list[dict[str, Any]], str]:
@@ -450,6 +446,12 @@ def _read_records(data: Any, files: list[Path], max_rows: int | None) -> tuple[l
             builder = "parquet" if files[0].suffix == ".parquet" else "json"
             dataset = load_dataset(builder, data_files=[str(p) for p in files], split="train")
             name = str(files[0]) if len(files) == 1 else f"{data.source} ({len(files)} files)"
+        elif getattr(data, "hub_data_files", None):
+            builder = (
+                "json" if data.hub_data_files[0].endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")) else "parquet"
+            )
+            dataset = load_dataset(builder, data_files=list(data.hub_data_files), split="train")
+            name = data.source
         else:
             hub_id = data.source.removeprefix("hub:")
             dataset = load_dataset(hub_id, name=data.hub_config, split=data.hub_split, revision=data.hub_revision)
@@ -469,7 +471,7 @@ def _fingerprint(recipe: Any, tokenizer: Any, files: list[Path]) -> str:
         "template": CHAT_TEMPLATE,
         "source": data.source,
         "files": [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files],
-        "hub": [data.hub_config, data.hub_split, data.hub_revision],
+        "hub": [data.hub_config, data.hub_split, data.hub_revision, getattr(data, "hub_data_files", None)],
         "fields": [data.text_field, data.sft_prompt_field, data.sft_response_field],
         "sft_format": data.sft_format,
         "untrainable": getattr(data, "sft_untrainable", "error"),
