@@ -247,6 +247,7 @@ def _build(
             "layout_version": LAYOUT_VERSION,
             "seconds": round(seconds, 3),
         }
+        meta = json.loads(json.dumps(meta))  # the same plain lists and dicts a reader of meta.json gets
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         n_tokens = sum(s["num_tokens"] for s in splits.values())
         logger.info("prepared %s tokens in %.1f s (%s tokens/s): %s train, %s val", f"{n_tokens:,}", seconds,
