@@ -60,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpt2.evaluation import EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
 
     data = parse_data_args(args.data)
+    if args.no_progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     tasks = resolve_tasks(args.tasks, data)  # fail on a bad name before loading the model
-    accelerator = _accelerator_if_launched()
+    accelerator = _accelerator_if_launched(args.device)
     device = accelerator.device if accelerator is not None else args.device
     model, tokenizer = load_model_and_tokenizer(args.model, device=device, dtype=args.dtype)
     options = EvalOptions(context=args.context, stride=args.stride, detokenize=not args.no_detokenize)
@@ -99,13 +103,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _accelerator_if_launched():  # noqa: ANN202  (accelerate is imported lazily)
+def _accelerator_if_launched(device: str | None):  # noqa: ANN202  (accelerate is imported lazily)
     """An Accelerator when started by `accelerate launch`/torchrun with several processes, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import Accelerator
 
-    return Accelerator()
+    # Without cpu=True, Accelerate only detects several processes on GPUs; on CPU it would run them all as rank 0.
+    return Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
 
 
 def _write_json(path: Path, payload: dict) -> None:

@@ -13,6 +13,7 @@ from hf_gpt2.evaluation.character_level import Enwik8, Text8
 from hf_gpt2.evaluation.errors import UnknownTaskError
 from hf_gpt2.evaluation.hellaswag import HellaSwag
 from hf_gpt2.evaluation.lambada import LambadaOpenAI, LambadaOpenAIPaper
+from hf_gpt2.evaluation.sources import resolve_path
 from hf_gpt2.evaluation.val_loss import ValLoss
 from hf_gpt2.evaluation.wikitext import WikiText2, WikiText103
 
@@ -49,7 +50,7 @@ def resolve_tasks(tasks: str | Iterable[str], data: Mapping[str, str] | None = N
     Raises:
         UnknownTaskError: a name that is neither a task nor a group (with the closest match), or a data key that
             is not a task.
-        DataError: a task named explicitly that has no Hub source and no data.
+        DataError: a data path that does not exist, or a task named explicitly that has no Hub source and no data.
     """
     data = dict(data or {})
     parts = [
@@ -57,9 +58,10 @@ def resolve_tasks(tasks: str | Iterable[str], data: Mapping[str, str] | None = N
     ]
     if not parts:
         raise UnknownTaskError(f"no task given; choose from {', '.join(_choices())}")
-    for key in data:
+    for key, path in data.items():
         if key not in TASKS:
             raise UnknownTaskError(f"--data names an unknown task {key!r}{_did_you_mean(key)}")
+        resolve_path(key, path)
     names: list[str] = []
     for part in parts:
         if part in TASK_GROUPS:

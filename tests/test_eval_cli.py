@@ -1,0 +1,174 @@
+"""`hf-gpt2 eval` end to end: model folders (stock GPT-2, its hf_gpt2 conversion, no tokenizer), the results JSON, the
+table, and the errors a user sees for bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hf_gpt2.cli import main
+from hf_gpt2.errors import CheckpointError
+from hf_gpt2.evaluation import ContextLengthError, format_table, load_model_and_tokenizer, run_tasks
+
+TEXTS = [
+    "The cat sat on the mat",
+    "He took the red apple from the basket and gave it to his little sister, who smiled",
+    "Everyone agreed that the meeting had gone well, though nobody could remember who had proposed the plan",
+]
+HELLASWAG = {
+    "activity_label": "Cooking", "ctx_a": "A man is in a kitchen.", "ctx_b": "he cuts the",
+    "endings": ["car.", "onion with a knife.", "sky [title] loudly.", "dog"], "label": 1,
+}  # fmt: skip
+
+
+def tiny_gpt2(n_positions: int = 64) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50257, n_positions=n_positions, n_embd=32, n_layer=2, n_head=4)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A stock GPT-2 folder, its hf_gpt2 conversion, the same weights without a tokenizer, and data files."""
+    from hf_gpt2.convert import from_gpt2
+    from hf_gpt2.tokenization import load_gpt2_tokenizer
+
+    root = tmp_path_factory.mktemp("eval_cli")
+    tokenizer, model = load_gpt2_tokenizer(), tiny_gpt2()
+    model.save_pretrained(root / "stock")
+    tokenizer.save_pretrained(root / "stock")
+    from_gpt2(model).save_pretrained(root / "converted")
+    tokenizer.save_pretrained(root / "converted")
+    model.save_pretrained(root / "no_tokenizer")
+    (root / "lambada.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    (root / "hellaswag.jsonl").write_text(json.dumps(HELLASWAG) + "\n")
+    (root / "wiki.test.raw").write_text(" \n = Tiny = \n \n The tiny article has two lines . \n \n It ends here . \n")
+    return root
+
+
+def eval_args(folders, model: str, *extra: str) -> list[str]:
+    return [
+        "eval", "--model", str(folders / model), "--tasks", "lambada_openai,hellaswag,wikitext2",
+        "--data", f"lambada_openai={folders / 'lambada.jsonl'}", "--data", f"hellaswag={folders / 'hellaswag.jsonl'}",
+        "--data", f"wikitext2={folders / 'wiki.test.raw'}", "--device", "cpu", "--no-progress", "--batch-size", "2",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_eval_writes_results_json_and_prints_the_reference_table(folders, tmp_path, capsys):
+    output = tmp_path / "results.json"
+    assert main(eval_args(folders, "stock", "--output", str(output))) == 0
+    results = json.loads(output.read_text())
+    assert results["model"] == str(folders / "stock")
+    assert results["settings"]["tasks"] == ["lambada_openai", "hellaswag", "wikitext2"]
+    assert results["lambada_openai"]["n"] == 3 and set(results["lambada_openai"]) >= {"acc", "ppl"}
+    assert set(results["hellaswag"]) == {"acc", "acc_norm", "n"}
+    assert results["wikitext2"]["n"] == 1 and results["wikitext2"]["word_perplexity"] > 1
+    table = capsys.readouterr().out
+    assert "GPT-2 paper 124M" in table and "lm-eval gpt2" in table
+    assert any(line.startswith("lambada_openai") and "32.56" in line for line in table.splitlines())
+
+
+def test_stock_gpt2_and_its_hf_gpt2_conversion_give_identical_numbers(folders, tmp_path):
+    assert main(eval_args(folders, "stock", "--output", str(tmp_path / "stock.json"))) == 0
+    assert main(eval_args(folders, "converted", "--output", str(tmp_path / "converted.json"))) == 0
+    stock, converted = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("stock", "converted"))
+    for task in ("lambada_openai", "hellaswag", "wikitext2"):
+        assert converted[task].keys() == stock[task].keys()
+        for metric, value in stock[task].items():
+            assert converted[task][metric] == pytest.approx(value, rel=1e-6, abs=0), (task, metric)
+
+
+def test_a_folder_without_tokenizer_says_it_uses_the_gpt2_bpe(folders, caplog):
+    with caplog.at_level(logging.WARNING, logger="hf_gpt2.evaluation.models"):
+        _, tokenizer = load_model_and_tokenizer(folders / "no_tokenizer", device="cpu")
+    assert "has no tokenizer files" in caplog.text and "GPT-2 BPE" in caplog.text
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
+
+
+def test_a_folder_without_tokenizer_and_a_small_vocabulary_is_an_error(tmp_path):
+    GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=16, n_embd=8, n_layer=1, n_head=1)).save_pretrained(
+        tmp_path
+    )
+    with pytest.raises(CheckpointError, match="vocab_size 100 is smaller"):
+        load_model_and_tokenizer(tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "argv_tail,message",
+    [
+        (["--tasks", "lambda_openai"], "unknown task 'lambda_openai'; did you mean 'lambada_openai'?"),
+        (["--tasks", "gpt2_paper"], "did you mean 'gpt2-paper'?"),
+        (["--tasks", "hellaswag", "--data", "hellaswg=x.jsonl"], "did you mean 'hellaswag'?"),
+        (["--tasks", "hellaswag", "--data", "hellaswag=/nonexistent/h.jsonl"], "hellaswag: data path"),
+        (["--tasks", "enwik8"], "enwik8 needs data: pass --data enwik8=PATH"),
+        (["--tasks", "val_loss"], "val_loss needs data"),
+        (["--tasks", "hellaswag", "--data", "hellaswag"], "--data expects TASK=PATH"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv_tail, message, folders, capsys):
+    assert main(["eval", "--model", str(folders / "stock"), "--no-progress", *argv_tail]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "--model", str(tmp_path / "empty"), "--tasks", "hellaswag"]) == 2
+    assert "has no config.json" in capsys.readouterr().err
+
+
+def test_a_target_longer_than_the_model_context_is_an_error(tmp_path, gpt2_tokenizer):
+    (tmp_path / "l.jsonl").write_text(json.dumps({"text": "He said antidisestablishmentarianistically"}) + "\n")
+    with pytest.raises(ContextLengthError, match="needs to score 5 tokens at once, but the model's context is 4"):
+        run_tasks(
+            tiny_gpt2(n_positions=4),
+            gpt2_tokenizer,
+            ["lambada_openai"],
+            data={"lambada_openai": str(tmp_path / "l.jsonl")},
+        )
+
+
+def test_a_rolling_context_longer_than_the_model_is_an_error(folders, capsys):
+    argv = eval_args(folders, "stock", "--context", "128")
+    assert main(argv) == 2
+    assert "a context of 128 tokens was asked for, but the model's context is 64" in capsys.readouterr().err
+
+
+def test_format_table_lines_up_results_and_references():
+    table = format_table(
+        {
+            "lambada_openai": {"acc": 0.3, "ppl": 41.5, "n": 5153.0},
+            "wikitext2": {"word_perplexity": 30.1, "token_perplexity": 20.0, "bits_per_byte": 0.7, "n": 62.0},
+        }
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["task", "metric", "value", "GPT-2", "paper", "124M", "lm-eval", "gpt2", "n"]
+    assert lines[2].split() == ["lambada_openai", "acc", "(%)", "30.00", "-", "32.56", "5153"]
+    assert lines[4].split() == ["wikitext2", "word_perplexity", "30.10", "29.41", "-", "62"]
+    assert len({len(line) for line in lines[:2]}) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_split_the_work_and_gather_the_same_numbers(folders, tmp_path):
+    """`accelerate launch --num_processes 2` gives the numbers a single process gives."""
+    single, double = tmp_path / "single.json", tmp_path / "double.json"
+    assert main(eval_args(folders, "stock", "--output", str(single))) == 0
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "hf_gpt2.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*launch, *eval_args(folders, "stock", "--output", str(double))], env=env, timeout=300)
+    assert proc.returncode == 0
+    one, two = json.loads(single.read_text()), json.loads(double.read_text())
+    assert two["settings"]["num_processes"] == 2
+    for task in ("lambada_openai", "hellaswag", "wikitext2"):
+        assert two[task]["n"] == one[task]["n"]
+        for metric, value in one[task].items():
+            assert two[task][metric] == pytest.approx(value, rel=1e-5), (task, metric)
