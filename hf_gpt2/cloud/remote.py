@@ -1,9 +1,9 @@
 """Helpers that run on the cluster, called by the task's run script (``python -m hf_gpt2.cloud.remote ...``).
 
-``resume-arg hub:USER/NAME@REVISION`` prints ``train.resume_from=hub:USER/NAME@REVISION`` when that revision exists on
-the Hub (checkpoints were pushed by an earlier launch of the same run) and nothing when it does not (first launch),
-so one task serves the first launch and every relaunch. Any other Hub error fails the run rather than silently
-restarting from step 0 and overwriting the pushed checkpoints.
+``resume-arg hub:USER/NAME@REVISION`` prints ``train.resume_from=hub:USER/NAME@REVISION`` when that revision holds a
+pushed ``checkpoints/step-N/`` (an earlier launch of the same run got that far) and nothing when the repo or revision
+does not exist yet (the first launch), so one task serves the first launch and every relaunch. Any other Hub error
+fails the run rather than silently restarting from step 0 and overwriting the pushed checkpoints.
 """
 
 from __future__ import annotations
@@ -11,32 +11,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hf_gpt2.cloud.errors import CloudError
 
-
-def parse_hub_spec(spec: str) -> tuple[str, str]:
-    """Split ``hub:USER/NAME@REVISION`` into (repo_id, revision); the revision defaults to ``main``."""
-    if not spec.startswith("hub:") or "/" not in spec:
-        raise CloudError(f"resume spec {spec!r} is not of the form hub:USER/NAME[@REVISION]")
-    repo_id, _, revision = spec.removeprefix("hub:").partition("@")
-    return repo_id, revision or "main"
-
-
-def resume_arg(spec: str, api=None) -> str:
-    """``train.resume_from=SPEC`` when SPEC's revision exists on the Hub, else an empty string."""
+def resume_arg(spec: str) -> str:
+    """``train.resume_from=SPEC`` when SPEC's revision holds a pushed checkpoint, else an empty string."""
     if not spec:
         return ""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    from hf_gpt2.hub import common
+    from hf_gpt2.hub.download import latest_pushed_step, parse_hub_spec
 
     repo_id, revision = parse_hub_spec(spec)
-    api = api or HfApi()
     try:
-        refs = api.list_repo_refs(repo_id)
-    except RepositoryNotFoundError:
+        files = common.make_api().list_repo_files(repo_id, revision=revision)
+    except (RepositoryNotFoundError, RevisionNotFoundError):
         return ""
-    names = {ref.name for ref in [*refs.branches, *refs.tags]}
-    return f"train.resume_from={spec}" if revision in names else ""
+    return f"train.resume_from={spec}" if latest_pushed_step(files) is not None else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     arg = resume_arg(args.spec)
     if arg:
         sys.stdout.write(arg + "\n")
-    sys.stderr.write(f"hf_gpt2.cloud: {'resuming: ' + arg if arg else 'no pushed checkpoint to resume from'}\n")
+    sys.stderr.write(f"hf_gpt2.cloud: {'resuming with ' + arg if arg else 'starting from step 0'}\n")
     return 0
 
 
