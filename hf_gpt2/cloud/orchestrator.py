@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "SkyPilot's `sky` command was not found: install it in its own environment with "
-    "`uv tool install 'skypilot[lambda]>=0.14'` (or `pipx install 'skypilot[lambda]>=0.14'`), then run "
+    "`uv tool install 'skypilot[lambda]>=0.14.1'` (or `pipx install 'skypilot[lambda]>=0.14.1'`), then run "
     "`sky check lambda` (it cannot share hf-gpt2's environment: skypilot pins click<8.2)"
 )
 SKY_ENV_VAR = "HF_GPT2_SKY"

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     launch = sub.add_parser(
         "launch",
         help="render a SkyPilot task from a recipe and launch it",
+        usage="hf-gpt2 cloud launch RECIPE [--gpus H100:8] [--nodes N] [--infra INFRA] [--name NAME] [--keep] "
+        "[--managed] [--detach] [--mount REMOTE=LOCAL] [--dry-run] [section.key=value ...]",
         description="Render a SkyPilot task from RECIPE (+ section.key=value overrides) and launch it. Options may "
         "come before or after the recipe; overrides come after it.",
     )
