@@ -1,23 +1,31 @@
-"""Hub sharing without a network: the model card, the staged folder, and the calls made at the HfApi boundary.
+"""Hub sharing without a network: the model card, the staged folder, and the calls made to the Hub.
 
-The Hub is replaced by :class:`FakeHub`, an in-memory Hub that `hf_gpt2.hub.common.make_api` returns instead of an
-`HfApi`. It records every call, keeps files per branch, raises huggingface_hub's own error types, and commits
-atomically like the real Hub (all files of a commit or none).
+Two stand-ins for the Hub:
+- :class:`LocalHubServer`, a threaded HTTP server on 127.0.0.1 that HF_ENDPOINT points huggingface_hub at: pushes run
+  through huggingface_hub's real create_repo / create_branch / create_commit code down to HTTP requests;
+- :class:`FakeHub`, an in-memory Hub that ``hf_gpt2.hub.common.make_api`` returns instead of an ``HfApi`` (each call
+  must bind to the real HfApi method's signature): for downloads, and for timing the background uploads.
+Resuming offline from the huggingface_hub cache runs the real library with HF_HUB_OFFLINE=1.
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import gzip
 import hashlib
+import inspect
 import json
 import logging
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx2
 import pytest
 import yaml
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from hf_gpt2 import cli
@@ -79,8 +87,21 @@ class FakeHub:
 
 
 class FakeApi:
+    """Answers the HfApi methods hf_gpt2 calls; each call must also bind to the real HfApi method's signature."""
+
     def __init__(self, hub: FakeHub) -> None:
         self.hub = hub
+
+    def __getattribute__(self, name: str):
+        attr = object.__getattribute__(self, name)
+        if name.startswith("_") or name == "hub" or not callable(attr):
+            return attr
+
+        def checked(*args, **kwargs):
+            inspect.signature(getattr(HfApi, name)).bind(None, *args, **kwargs)  # TypeError if HfApi would refuse
+            return attr(*args, **kwargs)
+
+        return checked
 
     def create_repo(self, repo_id, *, private=None, exist_ok=False, **kw):
         self.hub.calls.append(("create_repo", repo_id, {"private": private, "exist_ok": exist_ok, **kw}))
@@ -130,6 +151,105 @@ class FakeApi:
                 (root / path).parent.mkdir(parents=True, exist_ok=True)
                 (root / path).write_bytes(content)
         return str(root)
+
+
+class LocalHubServer:
+    """The Hub's write endpoints on 127.0.0.1, enough for huggingface_hub's own create_repo, create_branch and
+    create_commit code to run unchanged down to HTTP. Every file is answered as a "regular" (inline base64) upload,
+    so a commit carries its files in one request and lands whole or not at all, as on the Hub.
+    """
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, dict[str, bytes]]] = {}
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, authorization header)
+        self.fail_commits = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                hub.requests.append(("POST", self.path, self.headers.get("Authorization")))
+                self._reply(*hub.answer(unquote(self.path.split("?")[0]), body))
+
+            def _reply(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def answer(self, path: str, body: bytes) -> tuple:
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}"
+            if request["organization"] == "forbidden":
+                return 403, {"error": "You don't have the rights to create a model under this namespace"}
+            if repo_id in self.repos:
+                return 409, {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"}
+            self.repos[repo_id] = {"main": {}}
+            return 200, {"url": f"{self.url}/{repo_id}"}
+        if path == "/api/validate-yaml":  # the Hub checks README.md's metadata before a commit
+            try:
+                ModelCard(json.loads(body)["content"], ignore_metadata_errors=False)
+            except Exception as err:
+                return 400, {"errors": [{"message": str(err)}]}
+            return 200, {"warnings": []}
+        parts = path.removeprefix("/api/models/").split("/")
+        repo_id, action, revision = "/".join(parts[:2]), parts[2], "/".join(parts[3:])
+        if repo_id not in self.repos:
+            return 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
+        branches = self.repos[repo_id]
+        if action == "branch":
+            if revision in branches:
+                return 409, {"error": "Reference already exists"}
+            branches[revision] = dict(branches["main"])
+            return 200, {}
+        if revision not in branches:
+            return 404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"}
+        if action == "preupload":
+            files = json.loads(body)["files"]
+            return 200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+        if action == "commit":
+            if self.fail_commits:
+                self.fail_commits -= 1
+                return 500, {"error": "Internal Error - We're working hard to fix this as soon as possible!"}
+            lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            files = {e["value"]["path"]: base64.b64decode(e["value"]["content"]) for e in lines if e["key"] == "file"}
+            branches[revision].update(files)
+            oid = hashlib.sha1(json.dumps(sorted(files)).encode()).hexdigest()
+            return 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{oid}", "commitOid": oid}
+        return 404, {"error": f"not served by the test Hub: {path}"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def local_hub(monkeypatch):
+    """huggingface_hub pointed at :class:`LocalHubServer` through HF_ENDPOINT, with offline mode lifted for it."""
+    import huggingface_hub.constants
+
+    server = LocalHubServer()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -442,3 +562,81 @@ def test_push_command_writes_the_card_and_pushes_a_run_folder(hub, run_dir, caps
     assert "README.md" in hub.repos["user/other"]["main"]
     assert cli.main(["push", "--model", str(run_dir / "nothing"), "--repo-id", "user/other"]) == 2
     assert "neither a model folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- over HTTP
+
+
+def test_push_release_over_http_is_one_authenticated_commit(local_hub, run_dir, caplog):
+    release = run_dir / "final"
+    files = stage_release(release, run_dir)
+    caplog.set_level(logging.DEBUG)
+    url = push_release(release, RECIPE["hub"], commit_message="release v1")
+    assert url.startswith(f"{local_hub.url}/user/tiny-gpt2/commit/")
+    assert [(m, p) for m, p, _ in local_hub.requests] == [
+        ("POST", "/api/repos/create"),
+        ("POST", "/api/validate-yaml"),
+        ("POST", "/api/models/user/tiny-gpt2/preupload/main"),
+        ("POST", "/api/models/user/tiny-gpt2/commit/main"),
+    ]
+    assert {auth for _, _, auth in local_hub.requests} == {f"Bearer {SECRET}"}
+    assert local_hub.repos["user/tiny-gpt2"]["main"] == {name: (release / name).read_bytes() for name in files}
+    assert SECRET not in caplog.text
+
+
+def test_upload_failing_halfway_over_http(local_hub, run_dir):
+    release = run_dir / "final"
+    stage_release(release, run_dir)
+    before = _digests(release)
+    local_hub.fail_commits = 1  # the files were announced (preupload), then the commit fails
+    with pytest.raises(HubError, match="nothing was committed") as err:
+        push_release(release, RECIPE["hub"])
+    assert "hf-gpt2 push --model" in str(err.value) and SECRET not in str(err.value)
+    assert local_hub.repos["user/tiny-gpt2"]["main"] == {} and _digests(release) == before
+    push_release(release, RECIPE["hub"])  # the repo exists now (409 → kept); the retry commits everything
+    assert len(local_hub.repos["user/tiny-gpt2"]["main"]) == len(before)
+
+
+def test_checkpoints_over_http_go_to_their_branch(local_hub, tmp_path):
+    with CheckpointPusher(RECIPE["hub"], retry_wait_s=0) as pusher:
+        pusher.submit(_checkpoint(tmp_path, 10), 10)
+    assert pusher.pushed == [10]
+    assert [p for _, p, _ in local_hub.requests] == [
+        "/api/repos/create",
+        "/api/models/user/tiny-gpt2/branch/checkpoints",
+        "/api/models/user/tiny-gpt2/preupload/checkpoints",
+        "/api/models/user/tiny-gpt2/commit/checkpoints",
+    ]
+    assert sorted(local_hub.repos["user/tiny-gpt2"]["checkpoints"]) == [
+        "checkpoints/step-10/model.safetensors",
+        "checkpoints/step-10/train_state.json",
+    ]
+
+
+def test_forbidden_namespace_over_http(local_hub, run_dir):
+    with pytest.raises(HubError, match="no write access"):
+        push_release(run_dir / "final", {"repo_id": "forbidden/model"})
+
+
+# ----------------------------------------------------------------------------------------------- real library, offline
+
+
+def test_push_with_hub_offline_names_the_setting(run_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)  # HF_HUB_OFFLINE=1 comes from conftest; the real HfApi refuses
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE=1 is set; unset it to push"):
+        push_release(run_dir / "final", RECIPE["hub"])
+
+
+def test_resume_offline_uses_the_huggingface_hub_cache(tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(CheckpointError, match="not in the cache"):
+        download_checkpoint("hub:user/tiny-gpt2", cache_dir=cache)
+    repo, sha = cache / "models--user--tiny-gpt2", "a" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "checkpoints").write_text(sha)
+    for step in (5, 12):
+        state = repo / "snapshots" / sha / "checkpoints" / f"step-{step}" / "train_state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"step": step}))
+    folder = download_checkpoint("hub:user/tiny-gpt2", cache_dir=cache)
+    assert folder == repo / "snapshots" / sha / "checkpoints" / "step-12"

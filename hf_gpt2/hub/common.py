@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -58,10 +59,15 @@ def require_token(token: str | None = None) -> str:
 
 
 def make_api(token: str | bool | None = None) -> HfApi:
-    """Return the HfApi client every hub function goes through (tests replace this one function)."""
+    """Return the HfApi client every hub function goes through.
+
+    ``HF_ENDPOINT`` is read at each call (huggingface_hub reads it once, at import), so a mirror or a local test
+    server can be chosen after import.
+    """
     from hf_gpt2 import __version__
 
-    return HfApi(token=token, library_name="hf_gpt2", library_version=__version__)
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    return HfApi(endpoint=endpoint, token=token, library_name="hf_gpt2", library_version=__version__)
 
 
 def describe_hub_error(err: BaseException) -> str:

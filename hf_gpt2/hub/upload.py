@@ -62,7 +62,7 @@ def _prepare_repo(api: Any, repo_id: str, *, private: bool, revision: str | None
         api.create_branch(repo_id, branch=revision, exist_ok=True)
 
 
-def _hub_error(action: str, repo_id: str, err: BaseException) -> HubError:
+def _hub_error(action: str, repo_id: str, err: BaseException, retry: str = "") -> HubError:
     if isinstance(err, RepositoryNotFoundError):
         hint = "the repo does not exist, or your token cannot see it"
     elif isinstance(err, RevisionNotFoundError):
@@ -73,7 +73,7 @@ def _hub_error(action: str, repo_id: str, err: BaseException) -> HubError:
         hint = "HF_HUB_OFFLINE=1 is set; unset it to push"
     else:
         hint = "nothing was committed; run the same push again to retry"
-    return HubError(f"{action} {repo_id} failed: {hint} ({describe_hub_error(err)})")
+    return HubError(f"{action} {repo_id} failed: {hint} ({describe_hub_error(err)}){retry}")
 
 
 def push_release(
@@ -112,7 +112,8 @@ def push_release(
         _prepare_repo(api, repo_id, private=bool(hub_setting(hub_cfg, "private", False)), revision=revision)
         info = _commit_folder(api, repo_id, release, files, path_in_repo="", revision=revision, message=message)
     except (HfHubHTTPError, OSError, ValueError) as err:
-        raise _hub_error("pushing the release to", repo_id, err) from err
+        retry = f"; the release is intact: hf-gpt2 push --model {release} --repo-id {repo_id}"
+        raise _hub_error("pushing the release to", repo_id, err, retry) from err
     url = getattr(info, "commit_url", None) or f"{repo_id}@{revision or 'main'}"
     logger.info("pushed %d files of %s to %s (%s)", len(files), release, repo_id, url)
     return url
