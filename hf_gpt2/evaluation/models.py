@@ -51,7 +51,11 @@ def load_model_and_tokenizer(
     local = Path(source).expanduser()
     if local.exists() and not (local / "config.json").is_file():
         raise CheckpointError(f"{source} has no config.json; expected a model folder (save_pretrained output)")
-    kwargs = {} if dtype is None else {"dtype": getattr(torch, dtype) if isinstance(dtype, str) else dtype}
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise CheckpointError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+        dtype = getattr(torch, dtype)
+    kwargs = {} if dtype is None else {"dtype": dtype}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:

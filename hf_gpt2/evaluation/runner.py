@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation.base import EvalOptions
 from hf_gpt2.evaluation.references import LM_EVAL_GPT2, PAPER_124M
 from hf_gpt2.evaluation.registry import TASKS, resolve_tasks
@@ -67,6 +68,8 @@ def run_tasks(
     """
     data = dict(data or {})
     names = resolve_tasks(tasks, data)
+    if limit is not None and limit < 1:
+        raise HfGPT2Error(f"limit must be >= 1 (or None for everything), got {limit}")
     options = options or EvalOptions()
     scorer = LoglikelihoodScorer(model, tokenizer, batch_size=batch_size, accelerator=accelerator, progress=progress)
     was_training = scorer.model.training

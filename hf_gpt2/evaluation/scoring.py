@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation.errors import ContextLengthError
 
 if TYPE_CHECKING:
@@ -116,14 +117,14 @@ class LoglikelihoodScorer:
         max_length: int | None = None,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise HfGPT2Error(f"the batch size must be >= 1, got {batch_size}")
         self.accelerator = accelerator
         self.model = accelerator.unwrap_model(model) if accelerator is not None else model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
         self.max_length = max_length or model_context_length(self.model, tokenizer)
-        self.device = accelerator.device if accelerator is not None else next(self.model.parameters()).device
+        self.device = next(self.model.parameters()).device  # inputs go where the weights are
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     @property
@@ -216,7 +217,7 @@ class LoglikelihoodScorer:
             scores = self._score_batch([requests[i] for i in indices])  # (B, 2): log-likelihood, is_greedy
             rows = torch.cat([torch.tensor(indices, dtype=torch.float64, device=self.device)[:, None], scores], dim=1)
             if self.accelerator is not None:
-                rows = self.accelerator.gather_for_metrics(rows)
+                rows = self.accelerator.gather_for_metrics(rows.to(self.accelerator.device))
             for index, log_likelihood, is_greedy in rows.tolist():
                 yield int(index), log_likelihood, bool(is_greedy)
             bar.update(1)

@@ -67,7 +67,8 @@ def split_pages(text: str) -> list[str]:
 
 
 def lines_to_text(rows: list[dict[str, Any]]) -> str:
-    """Rebuild a WikiText file from the Hub's line rows (Salesforce/wikitext stores blank lines as "")."""
+    """Rebuild a WikiText file from the Hub's line rows: Salesforce/wikitext stores the files' blank lines (" \\n")
+    as "" and keeps the newline of every other line."""
     return "".join(row["text"] if row["text"] else " \n" for row in rows)
 
 
