@@ -235,3 +235,22 @@ def test_val_batches_are_fixed_and_keep_the_position(prepared):
 def test_split_too_small_for_a_window_is_a_clear_error(prepared):
     with pytest.raises(DataError, match=r"val split .* fewer than the 2 × data.block_size"):
         TokenWindowLoader(prepared, "val", 100_000, 1, seed=0)
+
+
+def test_hub_data_files_path_reads_parquet_and_streams_a_dev_slice(tmp_path):
+    """The hub code path through `datasets`, offline: explicit data files (local here instead of hf://)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [topics[n] for n in NAMES[:8]]
+    pq.write_table(pa.table({"text": texts, "n": list(range(8))}), tmp_path / "train.parquet")
+    base = [f"data.hub_data_files=[{tmp_path / 'train.parquet'}]", "data.val_fraction=0.25"]
+    full = prepare_token_shards(make_recipe("hub:local/topics", tmp_path / "c", *base))
+    assert full.meta["source"]["kind"] == "hub"
+    expected = expected_split(texts, 0.25)
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(full.read_tokens(split), expected[split])
+    dev = prepare_token_shards(make_recipe("hub:local/topics", tmp_path / "c", *base, "data.max_documents=4"))
+    assert sum(s["num_documents"] for s in dev.meta["splits"].values()) == 4  # streamed, stopped after 4 rows
+    with pytest.raises(DataError, match="no column data.text_field='body'"):
+        prepare_token_shards(make_recipe("hub:local/topics", tmp_path / "c", *base, "data.text_field=body"))

@@ -15,6 +15,7 @@ Empty documents are skipped: they carry no text, and an EOS on its own would tea
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -138,7 +139,12 @@ def local_files(spec: str) -> list[Path]:
 
 
 def iter_documents(source: DocumentSource, max_documents: int | None = None) -> Iterator[str]:
-    """Yield the source's non-empty documents in a fixed order, at most ``max_documents`` of them."""
+    """Yield the source's non-empty documents in a fixed order, at most ``max_documents`` of them.
+
+    A Hub source limited by ``max_documents`` (dev mode) is streamed, so only the start of the dataset is downloaded.
+    """
+    if source.kind == "hub" and max_documents is not None and not source.streaming:
+        source = dataclasses.replace(source, streaming=True)
     count = 0
     for text in _raw_documents(source):
         if not text:
@@ -302,6 +308,11 @@ def _hub_documents(source: DocumentSource) -> Iterator[str]:
     if columns is not None and len(columns) > 1 and not source.streaming:
         dataset = dataset.select_columns([source.text_field])
     for row in dataset:
+        if source.text_field not in row:
+            raise DataError(
+                f"{source.spec} rows have no field data.text_field={source.text_field!r} (they have {sorted(row)}); "
+                "set data.text_field"
+            )
         yield row[source.text_field] or ""
 
 
@@ -327,13 +338,18 @@ def load_hub_dataset(source: DocumentSource) -> Any:
             streaming=source.streaming,
         )
     except (ConnectionError, OSError, ValueError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
         offline = " (HF_HUB_OFFLINE=1 is set: unset it, or use a local source)" if _offline() else ""
-        raise DataError(
-            f"could not load data.source={source.spec!r} (config={source.hub_config}, split={source.hub_split}, "
-            f"revision={source.hub_revision}){offline}: {first}. If its main branch holds a loading script, set "
-            "data.hub_revision to its parquet branch (refs/convert/parquet) or list data.hub_data_files"
-        ) from err
+        if source.hub_data_files:
+            what = f"data.hub_data_files={list(source.hub_data_files)}"
+            fix = "check the paths (hf://datasets/ID@REVISION/path, with '/' in REVISION written as %2F)"
+        else:
+            what = f"config={source.hub_config}, split={source.hub_split}, revision={source.hub_revision}"
+            fix = (
+                "if its main branch holds a loading script, set data.hub_revision to its parquet branch "
+                "(refs/convert/parquet) or list data.hub_data_files"
+            )
+        raise DataError(f"could not load data.source={source.spec!r} ({what}){offline}: {first}; {fix}") from err
 
 
 def _builder_for(data_file: str) -> str:

@@ -1,0 +1,112 @@
+"""Data preparation speed: `hf-gpt2 prepare` (tiktoken, worker processes) against the HF tokenizer, batched.
+
+Both sides run as whole processes (imports, reading the files, tokenizing, writing uint16 tokens) over the same
+~30 MB corpus of local text: the King James Bible (one chapter per file), pydoc's topics and the Python standard
+library's source files, repeated until the size is reached. Target: prepare is at least 3× faster.
+
+    python benchmarks/prepare.py                 # 30 MB, every core
+    python benchmarks/prepare.py --mb 10 --num-proc 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+HF_SIDE = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from hf_gpt2.tokenization import GPT2_EOS_ID, load_gpt2_tokenizer
+
+corpus, out, batch_size = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+tok = load_gpt2_tokenizer()
+files = sorted(corpus.glob("*.txt"))
+n_tokens = 0
+with open(out, "wb") as f:
+    for i in range(0, len(files), batch_size):
+        docs = [p.read_text(encoding="utf-8", errors="replace") for p in files[i : i + batch_size]]
+        docs = [d for d in docs if d]
+        ids = tok(docs, add_special_tokens=False)["input_ids"]   # batched: the Rust backend runs in parallel
+        flat = np.fromiter((t for doc in ids for t in (*doc, GPT2_EOS_ID)), dtype=np.uint16)
+        f.write(flat.tobytes())
+        n_tokens += flat.size
+print(json.dumps({"num_tokens": n_tokens}))
+"""
+
+
+def build_corpus(folder: Path, target_bytes: int) -> int:
+    """Write one .txt file per document until ``target_bytes`` of text; return the bytes written."""
+    from pydoc_data.topics import topics
+
+    from hf_gpt2.data import kjv_documents
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sources = list(kjv_documents()) + [topics[k] for k in sorted(topics)]
+    sources += [p.read_text(encoding="utf-8", errors="replace") for p in sorted(stdlib.glob("*.py"))]
+    written, index = 0, 0
+    while written < target_bytes:
+        text = sources[index % len(sources)]
+        (folder / f"{index:06d}.txt").write_text(text, encoding="utf-8")
+        written += len(text.encode("utf-8"))
+        index += 1
+    return written
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed:\n{done.stderr[-3000:]}")
+    return seconds, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=30.0, help="corpus size in MB")
+    parser.add_argument("--num-proc", type=int, default=0, help="prepare's worker processes (0 = every core)")
+    parser.add_argument("--hf-batch", type=int, default=1000, help="documents per HF tokenizer call")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side; the best is reported")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench_prepare_") as tmp:
+        tmp = Path(tmp)
+        corpus = tmp / "corpus"
+        corpus.mkdir()
+        size = build_corpus(corpus, int(args.mb * 1e6))
+        n_files = len(list(corpus.glob("*.txt")))
+        recipe = tmp / "bench.yaml"
+        recipe.write_text("train: {max_steps: 1, micro_batch_size: 1}\n")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true"}
+        prepare_cmd = [sys.executable, "-m", "hf_gpt2.cli", "prepare", str(recipe), f"data.source={corpus}",
+                       f"data.cache_dir={tmp / 'cache'}", f"data.num_proc={args.num_proc}", "--force"]  # fmt: skip
+        hf_cmd = [sys.executable, "-c", HF_SIDE, str(corpus), str(tmp / "hf.bin"), str(args.hf_batch)]
+
+        prepare_s = min(timed(prepare_cmd, env)[0] for _ in range(args.repeat))
+        meta_path = next((tmp / "cache").glob("*/meta.json"))
+        meta = json.loads(meta_path.read_text())
+        n_prepare = sum(s["num_tokens"] for s in meta["splits"].values())
+        runs = [timed(hf_cmd, env) for _ in range(args.repeat)]
+        hf_s = min(s for s, _ in runs)
+        n_hf = json.loads(runs[0][1].strip().splitlines()[-1])["num_tokens"]
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"corpus: {size / 1e6:.1f} MB of local text in {n_files} documents; {cores} CPU core(s)")
+    print(f"tokens: prepare {n_prepare:,}  HF {n_hf:,}  ({'identical' if n_prepare == n_hf else 'DIFFERENT'} counts)")
+    print(f"hf-gpt2 prepare (tiktoken, num_proc={args.num_proc or cores}): {prepare_s:6.1f} s  "
+          f"{n_prepare / prepare_s / 1e6:5.2f} M tokens/s  {size / prepare_s / 1e6:5.2f} MB/s")  # fmt: skip
+    print(f"HF tokenizer, batched ({args.hf_batch} docs/call):     {hf_s:6.1f} s  "
+          f"{n_hf / hf_s / 1e6:5.2f} M tokens/s  {size / hf_s / 1e6:5.2f} MB/s")  # fmt: skip
+    print(f"ratio (whole process): {hf_s / prepare_s:.2f}x  (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()
