@@ -165,7 +165,7 @@ class LocalHubServer:
         self.fail_commits = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         hub = self

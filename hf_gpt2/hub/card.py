@@ -134,14 +134,13 @@ def _count_parameters(release_dir: Path) -> int | None:
 
 
 def _latest_train_state(run_dir: Path | None) -> dict[str, Any]:
+    """The newest checkpoint's train_state.json (step, tokens_seen, num_processes), or {}."""
     if run_dir is None:
         return {}
-    steps = [
-        (int(m.group(1)), p)
-        for p in (run_dir / "checkpoints").glob("step-*")
-        if (m := re.fullmatch(r"step-(\d+)", p.name)) and p.is_dir()
-    ]
-    return _read_json(max(steps)[1] / "train_state.json") if steps else {}
+    from hf_gpt2.training.checkpointing import TRAIN_STATE, latest_checkpoint
+
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    return _read_json(checkpoint / TRAIN_STATE) if checkpoint is not None else {}
 
 
 def gather_summary(
