@@ -108,8 +108,8 @@ def apply_finetune_hooks(model: torch.nn.Module, recipe: Any) -> torch.nn.Module
     if recipe.train.lora.r:
         from hf_gpt2.finetune.lora import apply_lora
 
-        model = apply_lora(model, recipe) or model
-    return apply_trainable(model, recipe) or model
+        return apply_lora(model, recipe)  # also applies train.trainable on top of the adapters
+    return apply_trainable(model, recipe)
 
 
 def load_tokenizer(recipe: Any) -> Any:
@@ -143,15 +143,16 @@ def to_model_batch(raw: torch.Tensor | dict[str, torch.Tensor], device: torch.de
             labels = batch["input_ids"] if labels is None else labels
             batch["targets"] = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
         batch.pop("labels", None)
-    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    return {key: value.to(device, non_blocking=True).contiguous() for key, value in batch.items()}
 
 
 def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over the targets that are not -100 (0 when a micro-batch has none, never NaN)."""
+    """Mean cross-entropy of the model over the batch's ``targets`` (positions with -100 are ignored).
+
+    The targets go in as ``shift_labels`` (already aligned with the logits), so every position of a window trains and
+    the model can use its fused, chunked LM-head + loss in training, never building the (B, T, V) logits.
+    """
     inputs = {key: value for key, value in batch.items() if key != "targets"}
-    logits = model(**inputs, use_cache=False).logits  # (B, T, V)
     targets = batch["targets"]  # (B, T)
-    total = F.cross_entropy(
-        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
+    # `labels` only switches the loss on: with `shift_labels` given, transformers' loss does not shift again.
+    return model(**inputs, labels=targets, shift_labels=targets, use_cache=False).loss

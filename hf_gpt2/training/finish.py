@@ -62,9 +62,15 @@ def write_release(trainer: Any) -> Path:
     final = trainer.run_dir / "final"
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        if hasattr(unwrapped, "merge_and_unload") and trainer.recipe.train.lora.merge:
-            unwrapped, state_dict = unwrapped.merge_and_unload(), None  # PEFT: ship plain weights
-        save_release(unwrapped, trainer.tokenizer, final, trainer.recipe, state_dict=state_dict)
+        lora = trainer.recipe.train.lora
+        if lora.r:  # LoRA: ship plain weights (merged, or the base with the adapter beside it)
+            from hf_gpt2.finetune.lora import ADAPTER_DIR, merge_for_release, save_adapter
+
+            save_release(merge_for_release(unwrapped, merge=lora.merge), trainer.tokenizer, final, trainer.recipe)
+            if not lora.merge:
+                save_adapter(unwrapped, final / ADAPTER_DIR, trainer.recipe.model.init)
+        else:
+            save_release(unwrapped, trainer.tokenizer, final, trainer.recipe, state_dict=state_dict)
     accelerator.wait_for_everyone()
     return final
 

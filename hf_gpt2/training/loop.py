@@ -261,27 +261,25 @@ def train(trainer: Trainer) -> bool:
     """Run optimizer steps up to ``train.max_steps``; return False when stopped early by SIGTERM."""
     recipe, accelerator = trainer.recipe, trainer.accelerator
     log_every, eval_every, save_every = intervals(recipe)
-    bar = tqdm(
+    with tqdm(
         total=recipe.train.max_steps, initial=trainer.step, desc="train", disable=not accelerator.is_local_main_process
-    )
-    while trainer.step < recipe.train.max_steps:
-        if _stop_agreed(trainer):
-            path = save(trainer)
-            logger.info("SIGTERM: saved %s at step %d; continue with train.resume_from=latest", path, trainer.step)
-            bar.close()
-            return False
-        loss, grad_norm, lr = optimizer_step(trainer)
-        trainer.step += 1
-        trainer.tokens_seen += trainer.plan.tokens_per_step
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-        if trainer.step % log_every == 0:
-            log_train_metrics(trainer, grad_norm, lr)
-        if (eval_every and trainer.step % eval_every == 0) or trainer.step == recipe.train.max_steps:
-            log_val_loss(trainer)
-        if save_every and trainer.step % save_every == 0:
-            save(trainer)
-    bar.close()
+    ) as bar:
+        while trainer.step < recipe.train.max_steps:
+            if _stop_agreed(trainer):
+                path = save(trainer)
+                logger.info("SIGTERM: saved %s at step %d; continue with train.resume_from=latest", path, trainer.step)
+                return False
+            loss, grad_norm, lr = optimizer_step(trainer)
+            trainer.step += 1
+            trainer.tokens_seen += trainer.plan.tokens_per_step
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if trainer.step % log_every == 0:
+                log_train_metrics(trainer, grad_norm, lr)
+            if (eval_every and trainer.step % eval_every == 0) or trainer.step == recipe.train.max_steps:
+                log_val_loss(trainer)
+            if save_every and trainer.step % save_every == 0:
+                save(trainer)
     return True
 
 

@@ -1,0 +1,329 @@
+"""End-to-end training runs on a tiny model: the run folder, exact resume after SIGKILL, SIGTERM, NaN, bad input.
+
+Every run uses a 2-layer, 32-wide model with 32-token blocks on the stdlib's pydoc topics (real English, offline).
+Runs that must be killed go through subprocesses; the rest run in-process through ``train.main`` (the CLI path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "run": {"name": None, "seed": 7, "log_every": 2},
+    "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 32},
+    "data": {"block_size": 32, "val_fraction": 0.05, "num_proc": 1},
+    "train": {
+        "max_steps": 8,
+        "micro_batch_size": 4,
+        "grad_accum_steps": 2,
+        "eval_every": 4,
+        "eval_batches": 2,
+        "save_every": 4,
+        "keep_last": 2,
+    },
+    "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2},
+    "sample": {"prompts": ["The"], "max_new_tokens": 4},
+}
+
+
+def run_env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A corpus of pydoc topics (one .txt file per topic), a shared data cache, and the tiny recipe file."""
+    from pydoc_data.topics import topics
+
+    root = tmp_path_factory.mktemp("training")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i, text in enumerate(sorted(topics.values())[:120]):
+        (corpus / f"{i:03d}.txt").write_text(text)
+    recipe = json.loads(json.dumps(TINY))
+    recipe["run"]["output_dir"] = str(root / "runs")
+    recipe["data"].update(source=str(corpus / "*.txt"), cache_dir=str(root / "cache"))
+    (root / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    return root
+
+
+def train_cli(workspace: Path, *overrides: str, capsys=None) -> int:
+    """Run `python train.py tiny.yaml OVERRIDES` in this process; return its exit code."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import train
+    finally:
+        sys.path.remove(str(REPO))
+    torch.set_num_threads(1)
+    return train.main([str(workspace / "tiny.yaml"), *overrides])
+
+
+def train_subprocess(workspace: Path, *overrides: str, prelude: str = "") -> subprocess.Popen:
+    """Start `python train.py tiny.yaml OVERRIDES` (after `prelude`, e.g. a patch) in a new process."""
+    code = f"{prelude}\nimport sys, train\nsys.exit(train.main(sys.argv[1:]))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(workspace / "tiny.yaml"), *overrides],
+        cwd=REPO,
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def error_of(captured_err: str) -> str:
+    """The one error line of the CLI (progress bars also write to stderr); fails on a traceback or several errors."""
+    assert "Traceback" not in captured_err, captured_err
+    errors = [line for line in captured_err.splitlines() if "error:" in line]
+    assert len(errors) == 1, captured_err
+    return errors[0]
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def tree_digest(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under the roots (to prove that a refused run changed nothing)."""
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for root in roots
+        if root.exists()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_run(workspace) -> Path:
+    """One complete tiny run (shared by the tests that inspect its folder)."""
+    assert train_cli(workspace, "run.name=done") == 0
+    return workspace / "runs" / "done"
+
+
+# -- a complete run --------------------------------------------------------------------------------------------------
+
+
+def test_the_run_folder_has_everything(finished_run):
+    names = {p.name for p in finished_run.iterdir()}
+    assert {"recipe.yaml", "tb", "checkpoints", "final", "final-gpt2", "eval.json", "samples.json"} <= names
+    assert [p.name for p in sorted((finished_run / "checkpoints").iterdir())] == ["step-4", "step-8"]
+    assert list((finished_run / "tb").rglob("events.out.tfevents.*"))
+    report = json.loads((finished_run / "eval.json").read_text())
+    assert report["step"] == 8 and report["val_loss"] > 0
+
+
+def test_the_loss_decreases(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(finished_run / "tb")).Reload()
+    train = [e.value for e in events.Scalars("train/loss")]
+    val = [e.value for e in events.Scalars("val/loss")]
+    assert len(train) == 4 and len(val) == 2
+    assert train[-1] < train[0] - 0.3 and val[-1] < val[0] - 0.3
+    assert {"train/lr", "train/grad_norm", "perf/tokens_per_s", "perf/memory_gb"} <= set(events.Tags()["scalars"])
+
+
+def test_the_release_loads_with_from_pretrained(finished_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+
+    from hf_gpt2.recipe import load_recipe
+
+    final = finished_run / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"].endswith("HfGPT2ForCausalLM")
+    assert {"model.safetensors", "generation_config.json", "tokenizer.json", "recipe.yaml"} <= {
+        p.name for p in final.iterdir()
+    }
+    assert load_recipe(final / "recipe.yaml").train.max_steps == 8
+    model = AutoModelForCausalLM.from_pretrained(final).eval()
+    stock = GPT2LMHeadModel.from_pretrained(finished_run / "final-gpt2").eval()
+    ids = AutoTokenizer.from_pretrained(final)("In the beginning", return_tensors="pt").input_ids
+    torch.testing.assert_close(model(ids).logits, stock(ids).logits[..., : model.config.vocab_size])
+    assert json.loads((final / "generation_config.json").read_text())["max_new_tokens"] == 4
+
+
+# -- exact resume ----------------------------------------------------------------------------------------------------
+
+KILL_AT_STEP_6 = """
+import os, signal
+import hf_gpt2.training.loop as loop
+_step = loop.optimizer_step
+def optimizer_step(trainer):
+    if trainer.step == 6:  # after the checkpoint at step 4, in the middle of the run
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _step(trainer)
+loop.optimizer_step = optimizer_step
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_latest_is_bit_exact_with_dropout(workspace):
+    dropout = ["model.resid_pdrop=0.1", "model.embd_pdrop=0.1", "model.attn_pdrop=0.1"]
+    whole = train_subprocess(workspace, "run.name=whole", *dropout)
+    killed = train_subprocess(workspace, "run.name=killed", *dropout, prelude=KILL_AT_STEP_6)
+    killed_out, _ = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed_out
+    assert (workspace / "runs/killed/checkpoints/step-4").is_dir()
+    assert not (workspace / "runs/killed/final").exists()
+    resumed = train_subprocess(workspace, "run.name=killed", "train.resume_from=latest", *dropout)
+    resumed_out, _ = resumed.communicate(timeout=300)
+    whole_out, _ = whole.communicate(timeout=300)
+    assert resumed.returncode == 0, resumed_out
+    assert whole.returncode == 0, whole_out
+    a, b = weights(workspace / "runs/whole/final"), weights(workspace / "runs/killed/final")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    val = [json.loads((workspace / f"runs/{n}/eval.json").read_text())["val_loss"] for n in ("whole", "killed")]
+    assert val[0] == val[1]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(workspace):
+    proc = train_subprocess(
+        workspace, "run.name=preempted", "train.max_steps=100000", "train.save_every=2", "train.eval_every=0"
+    )
+    checkpoints = workspace / "runs/preempted/checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints / "step-2").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "SIGTERM" in out
+    from hf_gpt2.training.checkpointing import latest_checkpoint, verify_checkpoint
+
+    last = latest_checkpoint(checkpoints)
+    assert verify_checkpoint(last)["step"] >= 2
+    assert not (workspace / "runs/preempted/final").exists()
+
+
+# -- NaN -------------------------------------------------------------------------------------------------------------
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(workspace, monkeypatch, capsys):
+    import hf_gpt2.training.loop as loop
+
+    calls = {"n": 0}
+    real = loop.compute_loss
+
+    def poisoned(model, batch):
+        loss = real(model, batch)
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] > 2 * 5 else loss  # 2 micro-batches per step: step 6 is NaN
+
+    monkeypatch.setattr(loop, "compute_loss", poisoned)
+    capsys.readouterr()
+    assert train_cli(workspace, "run.name=nan", "train.save_every=5", "train.eval_every=0") == 2
+    err = error_of(capsys.readouterr().err)
+    assert "step 6" in err and "step-5" in err
+    from hf_gpt2.training.checkpointing import checkpoint_dirs, verify_checkpoint
+
+    assert [p.name for p in checkpoint_dirs(workspace / "runs/nan/checkpoints")] == ["step-5"]
+    assert verify_checkpoint(workspace / "runs/nan/checkpoints/step-5")["step"] == 5
+    assert not (workspace / "runs/nan/final").exists()
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_file(workspace) -> Path:
+    path = workspace / "empty" / "empty.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("")
+    return path
+
+
+BAD_INPUT = {
+    "misspelt key": (["train.max_stepz=5"], "max_steps"),
+    "wrong type": (["train.max_steps=soon"], "train.max_steps"),
+    "impossible shape": (["model.n_head=5"], "n_head"),
+    "batch not divisible": (["train.grad_accum_steps=null", "train.global_batch_tokens=100"], "multiple of"),
+    "missing data": (["data.source=/no/such/folder/*.txt"], "/no/such/folder"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(workspace, capsys, case):
+    overrides, expected = BAD_INPUT[case]
+    before = tree_digest(workspace / "runs", workspace / "cache")
+    capsys.readouterr()
+    assert train_cli(workspace, "run.name=bad", *overrides) == 2
+    err = error_of(capsys.readouterr().err)
+    assert expected in err, err
+    assert tree_digest(workspace / "runs", workspace / "cache") == before
+    assert not (workspace / "runs" / "bad").exists()
+
+
+def test_empty_data_is_refused(workspace, capsys, empty_file):
+    capsys.readouterr()
+    assert train_cli(workspace, "run.name=bad", f"data.source={empty_file}") == 2
+    err = error_of(capsys.readouterr().err)
+    assert "empty" in err.lower(), err
+    assert not (workspace / "runs" / "bad").exists()
+
+
+def test_missing_recipe_file(workspace, capsys):
+    sys.path.insert(0, str(REPO))
+    import train
+
+    sys.path.remove(str(REPO))
+    capsys.readouterr()
+    assert train.main([str(workspace / "nope.yaml")]) == 2
+    err = error_of(capsys.readouterr().err)
+    assert "nope.yaml" in err and "not found" in err
+
+
+def test_a_fresh_run_into_an_existing_folder_is_refused(workspace, finished_run, capsys):
+    before = tree_digest(finished_run)
+    capsys.readouterr()
+    assert train_cli(workspace, "run.name=done") == 2
+    err = error_of(capsys.readouterr().err)
+    assert "train.resume_from=latest" in err
+    assert tree_digest(finished_run) == before
+
+
+def test_a_corrupt_checkpoint_is_named_and_nothing_changes(workspace, finished_run, capsys, tmp_path):
+    import shutil
+
+    broken = workspace / "runs" / "broken"
+    shutil.copytree(finished_run, broken)
+    victim = broken / "checkpoints" / "step-8" / "model.safetensors"
+    data = bytearray(victim.read_bytes())
+    data[-10] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    before = tree_digest(broken)
+    capsys.readouterr()
+    assert train_cli(workspace, "run.name=broken", "train.resume_from=latest", "train.max_steps=12") == 2
+    err = error_of(capsys.readouterr().err)
+    assert str(victim) in err and "corrupt" in err
+    assert tree_digest(broken) == before
+
+
+def test_the_subprocess_cli_prints_no_traceback(workspace):
+    proc = subprocess.run(
+        [sys.executable, "train.py", str(workspace / "tiny.yaml"), "train.max_steps=soon"],
+        cwd=REPO,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
