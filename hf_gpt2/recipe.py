@@ -153,7 +153,7 @@ class DataConfig:
     hub_data_files: list[str] | None = None
     """Explicit data files (e.g. ``hf://datasets/ID@REV/path/*.parquet``) read with the parquet/json builder."""
     streaming: bool = False
-    """Stream a Hub dataset while preparing instead of downloading it whole first."""
+    """No prepare step: tokenize and pack on the fly while training (``StreamingTokenLoader``), resumable."""
     cache_dir: str = "data_cache"
     """Folder of the token shards; each prepared dataset lives in ``cache_dir/<fingerprint>/``."""
     block_size: int = 1024

@@ -254,3 +254,70 @@ def test_hub_data_files_path_reads_parquet_and_streams_a_dev_slice(tmp_path):
     assert sum(s["num_documents"] for s in dev.meta["splits"].values()) == 4  # streamed, stopped after 4 rows
     with pytest.raises(DataError, match="no column data.text_field='body'"):
         prepare_token_shards(make_recipe("hub:local/topics", tmp_path / "c", *base, "data.text_field=body"))
+
+
+# -- streaming ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parquet_source(tmp_path_factory):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("stream")
+    texts = [topics[n] for n in NAMES[:12]]
+    pq.write_table(pa.table({"text": texts}), folder / "train.parquet", row_group_size=3)
+    return folder, texts
+
+
+def streaming_recipe(folder, *overrides):
+    return make_recipe(
+        "hub:local/topics",
+        folder / "cache",
+        f"data.hub_data_files=[{folder / 'train.parquet'}]",
+        "data.streaming=true",
+        "data.val_fraction=0.25",
+        *overrides,
+    )
+
+
+def test_streaming_packs_the_same_tokens_as_prepare(parquet_source):
+    from hf_gpt2.data.streaming import StreamingTokenLoader
+
+    folder, texts = parquet_source
+    expected = expected_split(texts, 0.25)["train"]
+    T, B = 64, 3
+    loader = StreamingTokenLoader(streaming_recipe(folder), "train", T, B)
+    n = (len(expected) - 1) // (B * T)
+    for step, batch in zip(range(n), loader, strict=False):
+        for row in range(B):
+            start = (step * B + row) * T
+            np.testing.assert_array_equal(batch[row].numpy(), expected[start : start + T + 1])
+
+
+def test_streaming_resumes_exactly_across_epochs(parquet_source):
+    from hf_gpt2.data.streaming import StreamingTokenLoader
+
+    folder, _ = parquet_source
+    recipe = streaming_recipe(folder)
+    reference = StreamingTokenLoader(recipe, "train", 256, 4)
+    expected = take(reference, 40)  # several passes over the 9 train documents
+    assert reference.epoch >= 2
+    first = StreamingTokenLoader(recipe, "train", 256, 4)
+    take(first, 13)
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = StreamingTokenLoader(recipe, "train", 256, 4)
+    resumed.load_state_dict(state)
+    for want, got in zip(expected[13:], take(resumed, 27), strict=True):
+        assert (want == got).all()
+    val = StreamingTokenLoader(recipe, "val", 64, 2)
+    assert all((x == y).all() for x, y in zip(val.val_batches(2), val.val_batches(2), strict=True))
+
+
+def test_streaming_processes_read_disjoint_documents(text_dir):
+    from hf_gpt2.data.streaming import StreamingTokenLoader
+
+    recipe = make_recipe(text_dir, text_dir, "data.streaming=true")
+    ranks = [StreamingTokenLoader(recipe, "train", 32, 2, process_index=p, num_processes=2) for p in (0, 1)]
+    rows = [{tuple(r) for _ in range(5) for r in next(loader).tolist()} for loader in ranks]
+    assert not rows[0] & rows[1]
