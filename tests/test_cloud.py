@@ -440,3 +440,19 @@ def test_a_fake_sky_command_sees_the_secret_only_in_its_environment(project, tmp
     assert "ResourcesUnavailableError" in out  # SkyPilot's own output is shown as it comes
     lines = record.read_text().split()
     assert lines[:2] == ["launch", "-c"] and lines[-1] == "token-ok" and TOKEN not in lines
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        ("sky.exceptions.ResourcesUnavailableError: Failed to provision", "no capacity for H100:8"),
+        ("sky.exceptions.NoCloudAccessError: No cloud access is available", "run `sky check`"),
+        ("sky.exceptions.ClusterDoesNotExist: Cluster 'x' does not exist.", "cluster 'x' does not exist"),
+        ("HTTPConnectionPool(host='127.0.0.1', port=46580): [Errno 111] Connection refused", "sky api start"),
+        ("ConnectionError: Max retries exceeded (NameResolutionError)", "could not reach the network"),
+        ("something else", "`sky launch` failed with exit status 1"),
+    ],
+)
+def test_failures_are_explained_in_one_line(tail, expected):
+    message = launcher.explain(["launch", "-c", "x"], SkyResult(1, tail), "x", "H100:8")
+    assert expected in message and "\n" not in message

@@ -214,7 +214,8 @@ def sync(name: str | None, *, dest: Path | None, checkpoints: bool) -> Path:
 
 def explain(args: list[str], result: orchestrator.SkyResult, name: str | None, gpus: str | None = None) -> str:
     """The one-line error for a failed `sky` call."""
-    return orchestrator.explain_failure(" ".join(args[:2]), result, cluster=name, gpus=gpus)
+    action = " ".join(args[:2]) if args[0] == "jobs" else args[0]
+    return orchestrator.explain_failure(action, result, cluster=name, gpus=gpus)
 
 
 def records_dir() -> Path:

@@ -129,6 +129,10 @@ def explain_failure(action: str, result: SkyResult, *, cluster: str | None = Non
     if "ClusterDoesNotExist" in tail or "does not exist" in tail or "ClusterNotUpError" in tail:
         name = f" {cluster!r}" if cluster else ""
         return f"cluster{name} does not exist or is not up (`hf-gpt2 cloud status` lists what is running)"
+    if "127.0.0.1" in tail and "Connection refused" in tail:
+        return "SkyPilot's local API server did not answer: run `sky api start` (or retry), then the same command"
+    if "NameResolutionError" in tail or "Max retries exceeded" in tail or "ConnectionError" in tail:
+        return "SkyPilot could not reach the network (its GPU catalog and the cloud API are online); check it"
     return f"`sky {action}` failed with exit status {result.returncode}; its output is above"
 
 
