@@ -172,6 +172,31 @@ def test_wikitext_perplexity_equals_direct_rolling_computation(
     assert got["bits_per_byte"] == pytest.approx(-total_ll / n_bytes / math.log(2), rel=1e-5)
 
 
+def test_wikitext_default_source_downloads_only_the_test_parquet(monkeypatch, gpt2_tokenizer, tiny_stock_gpt2):
+    """The Hub path, with `datasets.load_dataset` answered locally: the test split's parquet files, as line rows."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, *args, **kwargs):
+        calls.append((path, kwargs))
+        rows = [{"text": line if line.strip() else ""} for line in ARTICLE_2.splitlines(keepends=True)]
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    results = run_tasks(tiny_stock_gpt2, gpt2_tokenizer, ["wikitext103"], progress=False)
+    assert calls == [
+        (
+            "parquet",
+            {
+                "data_files": {"test": "hf://datasets/Salesforce/wikitext/wikitext-103-raw-v1/test-*.parquet"},
+                "split": "test",
+            },
+        )
+    ]
+    assert results["wikitext103"]["n"] == 1
+
+
 def test_wikitext_detokenizer_undoes_the_tokenization():
     text = " = = Career = = \n He had a guest @-@ starring role ( in 2000 ) , earning $ 1 @,@ 000 @.@ 50 . \n"
     assert wikitext_detokenize(text) == " == Career ==\nHe had a guest-starring role (in 2000), earning $ 1,000.50.\n"

@@ -57,7 +57,7 @@ def parse_data_args(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, run the tasks, print the table and write the JSON."""
-    from hf_gpt2.evaluation import EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
+    from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
 
     data = parse_data_args(args.data)
     if args.no_progress:
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         settings = {
             "tasks": tasks,
             "data": data,
+            "sources": {name: TASKS[name].describe_source(data.get(name)) for name in tasks},
             "limit": args.limit,
             "batch_size": args.batch_size,
             "device": str(model.device),

@@ -20,6 +20,8 @@ from hf_gpt2.evaluation.sources import HubSource, load_records, require_fields, 
 
 BLANK = "XXXXX"
 CBT_FIELDS = ("sentences", "question", "answer", "options")
+# cam-cst/cbt's main branch is parquet: <config>/<split>-0000k-of-0000n.parquet.
+CBT_FILES = "hf://datasets/cam-cst/cbt"
 
 
 def cbt_detokenize(text: str) -> str:
@@ -90,10 +92,14 @@ class CBT(Task):
 class CBTCommonNouns(CBT):
     name: ClassVar[str] = "cbt_cn"
     summary: ClassVar[str] = "Children's Book Test, common nouns: rank filled sentences by log-probability"
-    hub: ClassVar[HubSource | None] = HubSource(repo="cam-cst/cbt", config="CN", split="test")
+    hub: ClassVar[HubSource | None] = HubSource(
+        repo="cam-cst/cbt", split="test", data_files=f"{CBT_FILES}/CN/test-*.parquet"
+    )
 
 
 class CBTNamedEntities(CBT):
     name: ClassVar[str] = "cbt_ne"
     summary: ClassVar[str] = "Children's Book Test, named entities: rank filled sentences by log-probability"
-    hub: ClassVar[HubSource | None] = HubSource(repo="cam-cst/cbt", config="NE", split="test")
+    hub: ClassVar[HubSource | None] = HubSource(
+        repo="cam-cst/cbt", split="test", data_files=f"{CBT_FILES}/NE/test-*.parquet"
+    )

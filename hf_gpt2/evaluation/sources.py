@@ -23,7 +23,11 @@ RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 @dataclass(frozen=True, slots=True)
 class HubSource:
-    """A split of a Hub dataset: ``repo`` + ``config`` + ``split``, or explicit ``data_files`` (``hf://`` parquet)."""
+    """A split of a Hub dataset: ``repo`` + ``config`` + ``split``, or explicit ``data_files`` (``hf://`` parquet).
+
+    ``data_files`` downloads only that split's files; ``load_dataset(repo, config)`` prepares every split of the
+    config (WikiText-103's train split alone is ~300 MB).
+    """
 
     repo: str
     split: str
@@ -35,7 +39,7 @@ class HubSource:
             return self.data_files
         return f"{self.repo}" + (f" ({self.config})" if self.config else "") + f", split {self.split}"
 
-    def load(self) -> list[dict[str, Any]]:
+    def load(self, task: str) -> list[dict[str, Any]]:
         """Download (or reuse the cache of) the split and return its rows."""
         import datasets
 
@@ -47,8 +51,8 @@ class HubSource:
                 dataset = datasets.load_dataset(self.repo, self.config, split=self.split)
         except (ConnectionError, OSError, FileNotFoundError) as err:
             raise DataError(
-                f"could not load {self.describe()} from the Hub ({type(err).__name__}: {err}); without network, "
-                "pass a local copy with --data TASK=PATH"
+                f"{task}: could not load {self.describe()} from the Hub ({type(err).__name__}: {err}); without "
+                f"network, pass a local copy with --data {task}=PATH"
             ) from err
         return dataset.to_list()
 
@@ -106,7 +110,7 @@ def load_records(task: str, path: str | Path | None, hub: HubSource | None) -> l
         return read_records(task, record_files(task, resolved))
     if hub is None:
         raise DataError(f"{task} has no default data source; pass --data {task}=PATH")
-    return hub.load()
+    return hub.load(task)
 
 
 def require_fields(task: str, rows: list[dict[str, Any]], fields: Iterable[str]) -> None:

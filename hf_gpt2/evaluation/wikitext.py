@@ -22,6 +22,8 @@ from hf_gpt2.evaluation.scoring import LoglikelihoodScorer
 from hf_gpt2.evaluation.sources import HubSource, load_records, read_records, record_files, resolve_path
 
 RAW_TEXT_SUFFIXES = (".raw", ".tokens", ".txt")
+# Salesforce/wikitext's main branch is parquet: <config>/<split>-0000k-of-0000n.parquet.
+WIKITEXT_FILES = "hf://datasets/Salesforce/wikitext"
 
 
 def wikitext_detokenize(text: str) -> str:
@@ -110,7 +112,7 @@ class WikiText(Task):
         if data is not None:
             rows = read_records(self.name, record_files(self.name, resolve_path(self.name, data)))
         else:
-            rows = load_records(self.name, None, self.hub)
+            rows = load_records(self.name, None, self.hub)  # the Hub's line rows
         if "page" in rows[0]:
             return [str(row["page"]) for row in rows if str(row["page"]).strip()]
         if "text" in rows[0]:
@@ -123,10 +125,14 @@ class WikiText(Task):
 class WikiText2(WikiText):
     name: ClassVar[str] = "wikitext2"
     summary: ClassVar[str] = "WikiText-2 test, rolling log-likelihood per article (raw text, detokenized)"
-    hub: ClassVar[HubSource | None] = HubSource(repo="Salesforce/wikitext", config="wikitext-2-raw-v1", split="test")
+    hub: ClassVar[HubSource | None] = HubSource(
+        repo="Salesforce/wikitext", split="test", data_files=f"{WIKITEXT_FILES}/wikitext-2-raw-v1/test-*.parquet"
+    )
 
 
 class WikiText103(WikiText):
     name: ClassVar[str] = "wikitext103"
     summary: ClassVar[str] = "WikiText-103 test, rolling log-likelihood per article (raw text, detokenized)"
-    hub: ClassVar[HubSource | None] = HubSource(repo="Salesforce/wikitext", config="wikitext-103-raw-v1", split="test")
+    hub: ClassVar[HubSource | None] = HubSource(
+        repo="Salesforce/wikitext", split="test", data_files=f"{WIKITEXT_FILES}/wikitext-103-raw-v1/test-*.parquet"
+    )
