@@ -355,7 +355,7 @@ def test_card_metadata_parses_and_reports_the_run(run_dir):
     assert len(data.eval_results) == 8  # val loss + 2 + 2 + 3 (counts such as n and tokens are left out)
     text = card.text
     assert "| tokens seen | 122.88k |" in text
-    assert "| optimizer steps | 30 |" in text
+    assert "| optimizer steps | 30 |" in text and "| batch | 4,096 tokens per optimizer step |" in text
     assert "| throughput | 50.00k tokens/s (median), MFU 40.0% |" in text
     assert "| final train loss | 3.6 |" in text and "| final validation loss | 3.211 |" in text
     # fractions shown in %, beside GPT-2 124M's numbers from hf_gpt2.evaluation's tables
@@ -530,6 +530,18 @@ def test_download_checkpoint_pulls_the_newest_step(hub, tmp_path, monkeypatch):
         "user/tiny-gpt2",
         {"revision": "checkpoints", "allow_patterns": ["checkpoints/step-200/*"]},
     )
+
+
+def test_a_pushed_then_downloaded_checkpoint_passes_trainings_manifest_check(hub, tmp_path):
+    from hf_gpt2.training.checkpointing import verify_checkpoint, write_manifest
+
+    folder = _checkpoint(tmp_path, 40)
+    (folder / "optimizer.bin").write_bytes(b"adam" * 300)
+    write_manifest(folder)
+    with CheckpointPusher(RECIPE["hub"]) as pusher:
+        pusher.submit(folder, 40)
+    downloaded = download_checkpoint("hub:user/tiny-gpt2@checkpoints", cache_dir=tmp_path / "cache")
+    assert verify_checkpoint(downloaded) == {"step": 40}
 
 
 def test_download_checkpoint_errors_name_the_repo_and_revision(hub, run_dir):

@@ -320,7 +320,7 @@ def _human(n: float | None, unit: str = "") -> str:
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= scale:
             return f"{n / scale:.2f}{suffix}{unit}"
-    return f"{n:g}{unit}"
+    return f"{n:.4g}{unit}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -362,8 +362,11 @@ def _training_table(summary: RunSummary) -> str:
         ("tokens seen", _human(f["tokens_seen"])),
         ("optimizer steps", _human(f["steps"])),
     ]
-    if train.get("global_batch_tokens"):
-        rows.append(("batch", f"{int(train['global_batch_tokens']):,} tokens per step"))
+    per_step = train.get("global_batch_tokens") or (
+        f["tokens_seen"] / f["steps"] if f["tokens_seen"] and f["steps"] else None
+    )
+    if per_step:
+        rows.append(("batch", f"{int(per_step):,} tokens per optimizer step"))
     if optim:
         rows.append(
             (

@@ -80,6 +80,7 @@ def read_curves(root: str | os.PathLike | None) -> Curves:
 def _scalars_in(folder: Path) -> dict[str, list[tuple[float, int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its INFO lines ("No path found after ...") are noise
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     try:
         accumulator.Reload()
