@@ -42,6 +42,7 @@ from hf_gpt2.hub import (
     write_model_card,
 )
 from hf_gpt2.hub import common as hub_common
+from hf_gpt2.hub.card import GENERATED_MARKER
 
 SECRET = "hf_SECRETtokenNEVERwritten0123456789"
 MODEL_FILES = [
@@ -566,10 +567,11 @@ def test_parse_hub_spec():
 
 
 def test_push_command_writes_the_card_and_pushes_a_run_folder(hub, run_dir, capsys):
-    assert not (run_dir / "final" / "README.md").exists()
+    write_model_card(run_dir / "final", run_dir)  # as training does: the card names the recipe's repo
     assert cli.main(["push", "--model", str(run_dir), "--repo-id", "user/other", "--private"]) == 0
     card = ModelCard.load(run_dir / "final" / "README.md")
     assert card.data.model_name == "user/other" and "| tokens seen | 122.88k |" in card.text
+    assert 'from_pretrained("user/other"' in card.text and "user/tiny-gpt2" not in card.text.split("```yaml")[0]
     assert hub.private["user/other"] is True
     assert "README.md" in hub.repos["user/other"]["main"]
     assert cli.main(["push", "--model", str(run_dir / "nothing"), "--repo-id", "user/other"]) == 2
@@ -652,3 +654,13 @@ def test_resume_offline_uses_the_huggingface_hub_cache(tmp_path):
         state.write_text(json.dumps({"step": step}))
     folder = download_checkpoint("hub:user/tiny-gpt2", cache_dir=cache)
     assert folder == repo / "snapshots" / sha / "checkpoints" / "step-12"
+
+
+def test_push_command_keeps_a_hand_edited_card(hub, run_dir):
+    release = run_dir / "final"
+    write_model_card(release, run_dir)
+    card = release / "README.md"
+    card.write_text(card.read_text().replace(GENERATED_MARKER, "My own words."))
+    assert cli.main(["push", "--model", str(release), "--repo-id", "user/other"]) == 0
+    assert "My own words." in card.read_text()
+    assert hub.repos["user/other"]["main"]["README.md"] == card.read_bytes()

@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--license", metavar="ID", help="license for a newly written card (default: the recipe's hub.license or mit)"
     )
     parser.add_argument(
-        "--rewrite-card", action="store_true", help="rewrite README.md even if the folder has one (default: keep it)"
+        "--rewrite-card",
+        action="store_true",
+        help="rewrite README.md even if it was edited by hand (a card hf_gpt2 wrote is always rewritten)",
     )
 
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hf_gpt2.errors import CheckpointError
     from hf_gpt2.hub import push_release, write_model_card
+    from hf_gpt2.hub.card import is_generated_card
 
     folder = Path(args.model)
     release, run_dir = folder, None
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = folder.parent
     if not (release / "config.json").is_file():
         raise CheckpointError(f"{folder} is neither a model folder (config.json) nor a run folder with final/")
-    if args.rewrite_card or not (release / "README.md").is_file():
+    card = release / "README.md"
+    if args.rewrite_card or not card.is_file() or is_generated_card(card):  # a generated card gets this repo id
         write_model_card(release, run_dir, repo_id=args.repo_id, license=args.license)
     hub = {"repo_id": args.repo_id, "private": args.private, "license": args.license}
     url = push_release(release, hub, commit_message=args.commit_message, revision=args.revision)

@@ -42,6 +42,9 @@ RELEASE_IGNORE = [".*", "*/.*", "__pycache__/*", "*/__pycache__/*", "*.pyc", "*.
 """Never uploaded: hidden files and folders (``.tmp`` staging, editor files), Python caches."""
 
 _PLACEHOLDER_REPO = "USER/MODEL"
+GENERATED_MARKER = (
+    "<!-- written by hf_gpt2 from the run's files; delete this line to keep hand edits on the next push -->"
+)
 _SUMMARY_KEYS = {
     "tokens_seen",
     "tokens",
@@ -510,7 +513,7 @@ def render_card(
         )
     parts += ["## Evaluation", _eval_table(summary), "## How to use", _usage(repo)]
     body = "\n\n".join(parts) + "\n"
-    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+    return f"---\n{data.to_yaml()}\n---\n{GENERATED_MARKER}\n\n{body}"
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -577,6 +580,14 @@ def _copy_run_files(run: Path, release: Path) -> None:
         shutil.copy2(run / RECIPE, release / RECIPE)
     if (run / EVAL).is_file():  # eval.json is written after the release, so the run's copy is the newest
         shutil.copy2(run / EVAL, release / EVAL)
+
+
+def is_generated_card(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a README.md that hf_gpt2 wrote and nobody marked as hand-edited."""
+    try:
+        return GENERATED_MARKER in Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def upload_manifest(release_dir: str | os.PathLike) -> list[str]:
