@@ -327,3 +327,38 @@ def test_the_subprocess_cli_prints_no_traceback(workspace):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+# -- DDP on CPU ------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accelerate_launch(workspace: Path, config: str, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}"]
+    if config == "cpu_ddp.yaml":
+        command += ["--main_process_port", str(free_port())]
+    command += ["train.py", str(workspace / "tiny.yaml"), *overrides]
+    return subprocess.run(command, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_cpu_processes_match_one_with_the_same_global_batch(workspace):
+    same = ["train.grad_accum_steps=null", "train.global_batch_tokens=256", "train.max_steps=12", "train.eval_every=6"]
+    one = accelerate_launch(workspace, "cpu.yaml", "run.name=ddp1", *same)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = accelerate_launch(workspace, "cpu_ddp.yaml", "run.name=ddp2", *same)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 process(es)" in two.stderr and "1 accumulation" in two.stderr and "2 accumulation" in one.stderr
+    val = [json.loads((workspace / f"runs/{n}/eval.json").read_text())["val_loss"] for n in ("ddp1", "ddp2")]
+    assert val[1] == pytest.approx(val[0], rel=0.03)
+    assert val[0] < 10.0  # it learned something
+    saved = json.loads((workspace / "runs/ddp2/checkpoints/step-12/train_state.json").read_text())
+    assert saved["num_processes"] == 2 and (workspace / "runs/ddp2/checkpoints/step-12/data_state_1.pt").is_file()

@@ -9,6 +9,7 @@ writes the release (see finish.py).
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 
 from hf_gpt2.errors import HfGPT2Error
@@ -80,12 +81,17 @@ def run_training(recipe: Any) -> Path:
     Raises:
         HfGPT2Error: a bad recipe, run folder, checkpoint or data set (one-line message), or a NaN/inf loss.
     """
-    state = PartialState()
+    cpu = use_cpu()
+    state = PartialState(cpu=cpu)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if state.num_processes != world_size:
+        raise RuntimeError(f"launched as {world_size} processes, but accelerate set up {state.num_processes}")
     plan = plan_batches(recipe.train, recipe.data.block_size, state.num_processes)
     run_dir, checkpoint = _main_decides(state, lambda: resolve_run(recipe))
     if checkpoint is not None:
         _main_decides(state, lambda: checkpointing.verify_checkpoint(checkpoint))
     accelerator = Accelerator(
+        cpu=cpu,
         gradient_accumulation_steps=plan.grad_accum_steps,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),
@@ -102,6 +108,18 @@ def run_training(recipe: Any) -> Path:
         finish_run(trainer)
     accelerator.end_training()
     return run_dir
+
+
+def use_cpu() -> bool:
+    """Train on CPU when accelerate says so, or when no accelerator exists (so torchrun on CPUs runs DDP over gloo).
+
+    ``PartialState()`` alone, launched by torchrun on a machine without GPUs, would silently set up independent
+    single-process runs.
+    """
+    if parse_flag_from_env("ACCELERATE_USE_CPU"):
+        return True
+    has_accelerator = getattr(torch, "accelerator", None)
+    return not (has_accelerator.is_available() if has_accelerator else torch.cuda.is_available())
 
 
 def _main_decides(state: PartialState, decide):
