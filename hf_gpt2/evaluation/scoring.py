@@ -133,7 +133,7 @@ class LoglikelihoodScorer:
         for token_id in (self.tokenizer.eos_token_id, self.tokenizer.bos_token_id):
             if token_id is not None:
                 return int(token_id)
-        raise ContextLengthError("the tokenizer has neither an EOS nor a BOS token to start a document with")
+        raise HfGPT2Error("the tokenizer has neither an EOS nor a BOS token to start a document with")
 
     @property
     def is_main_process(self) -> bool:
