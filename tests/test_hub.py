@@ -627,9 +627,16 @@ def test_checkpoints_over_http_go_to_their_branch(local_hub, tmp_path):
     ]
 
 
-def test_forbidden_namespace_over_http(local_hub, run_dir):
+def test_forbidden_namespace_over_http(local_hub, run_dir, tmp_path, caplog):
     with pytest.raises(HubError, match="no write access"):
         push_release(run_dir / "final", {"repo_id": "forbidden/model"})
+    with caplog.at_level(logging.WARNING, logger="hf_gpt2.hub"):
+        pusher = CheckpointPusher({"repo_id": "forbidden/model"}, retries=0)
+        pusher.submit(_checkpoint(tmp_path, 10), 10)
+        failures = pusher.close()
+    assert "preparing forbidden/model failed: your token is invalid or has no write access" in caplog.text
+    assert [f.step for f in failures] == [10] and "403" in failures[0].error
+    assert "checkpoint step 10 was NOT pushed" in caplog.text
 
 
 # ----------------------------------------------------------------------------------------------- real library, offline

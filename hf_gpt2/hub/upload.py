@@ -177,7 +177,12 @@ class CheckpointPusher:
         folder = Path(checkpoint_dir)
         if not folder.is_dir():
             raise CheckpointError(f"cannot push checkpoint {folder}: it is not a folder")
-        staged = _stage_links(folder)
+        try:
+            staged = _stage_links(folder)
+        except OSError as err:  # a full disk must not stop training; the checkpoint itself is saved
+            logger.error("hub: cannot stage checkpoint step %d for upload (%s); it is not pushed", step, err)
+            self.failures.append(PushFailure(step, folder, f"staging failed: {err}"))
+            return
         with self._condition:
             self._remove_stale_staging(folder.parent, keep=staged)
             if self._closing:
@@ -221,6 +226,7 @@ class CheckpointPusher:
     # -- worker thread
 
     def _work(self) -> None:
+        self._ensure_repo()  # at once, so a permission problem shows in the log before the first checkpoint
         while True:
             with self._condition:
                 while self._pending is None and not self._closing:
@@ -264,6 +270,14 @@ class CheckpointPusher:
             self.pushed.append(job.step)
             logger.info("hub: pushed checkpoint step %d to %s@%s", job.step, self.repo_id, self.revision)
             return
+
+    def _ensure_repo(self) -> None:
+        """Create the repo and the branch once; a failure is logged and retried before the next upload."""
+        try:
+            _prepare_repo(self._api, self.repo_id, private=self.private, revision=self.revision)
+            self._repo_ready = True
+        except Exception as err:
+            logger.warning("hub: %s; trying again at the next checkpoint", _hub_error("preparing", self.repo_id, err))
 
     def _push(self, job: _Job) -> None:
         if not self._repo_ready:
