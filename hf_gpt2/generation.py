@@ -105,7 +105,7 @@ class StopAwareStreamer(TextStreamer):
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
         if self._stopped:
-            return
+            text = ""
         self._held += text
         cut = min((self._held.find(s) for s in self.stop_strings if s in self._held), default=-1)
         if cut >= 0:
