@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from hf_gpt2.hub.card import (
     RELEASE_IGNORE,
-    gather_summary,
     render_card,
     stage_release,
     upload_manifest,
@@ -23,6 +22,7 @@ from hf_gpt2.hub.card import (
 from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, HubError, require_token
 from hf_gpt2.hub.curves import Curves, plot_losses, read_curves
 from hf_gpt2.hub.download import download_checkpoint, parse_hub_spec
+from hf_gpt2.hub.summary import RunSummary, gather_summary
 from hf_gpt2.hub.upload import CheckpointPusher, PushFailure, push_release
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Curves",
     "HubError",
     "PushFailure",
+    "RunSummary",
     "download_checkpoint",
     "gather_summary",
     "parse_hub_spec",
