@@ -228,8 +228,13 @@ def test_run_script_picks_the_accelerate_config_from_skypilot_variables(tmp_path
     bin_dir.mkdir()
     argv_file = tmp_path / "argv.json"
     _script(bin_dir / "accelerate", f'import json, sys; json.dump(sys.argv[1:], open("{argv_file}", "w"))')
-    # `python -m hf_gpt2.cloud.remote resume-arg SPEC` says a checkpoint exists.
-    _script(bin_dir / "python", 'import sys; print("train.resume_from=" + sys.argv[-1])')
+    # `python -m hf_gpt2.cloud.remote resume-arg ...` says a checkpoint was pushed.
+    resume_argv = tmp_path / "resume_argv.json"
+    _script(
+        bin_dir / "python",
+        f'import json, sys; json.dump(sys.argv[1:], open("{resume_argv}", "w")); '
+        'print("train.resume_from=hub:me/gpt2@checkpoints")',
+    )
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "RECIPE": "recipes/full.yaml",
@@ -242,6 +247,11 @@ def test_run_script_picks_the_accelerate_config_from_skypilot_variables(tmp_path
         "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2" if nodes > 1 else "10.0.0.1",
     }
     subprocess.run([bash, "-c", RUN_SCRIPT], cwd=workdir, env=env, check=True, timeout=30)
+    overrides = ["hub.repo_id=me/gpt2", "sample.prompts=[Hello there]", "run.name=gpt2"]
+    assert json.loads(resume_argv.read_text()) == [
+        "-m", "hf_gpt2.cloud.remote", "resume-arg", "--spec", "hub:me/gpt2@checkpoints", "--nodes", str(nodes),
+        "--", "recipes/full.yaml", *overrides,
+    ]  # fmt: skip
     argv = json.loads(argv_file.read_text())
     assert argv[0] == "launch"
     assert argv[1 : 1 + len(expected)] == expected
@@ -276,26 +286,62 @@ class _FakeHubApi:
         return self.files
 
 
-def test_resume_arg_only_when_a_checkpoint_was_pushed(monkeypatch):
+def _pushed(monkeypatch, files=None, error=None):
+    monkeypatch.setattr("hf_gpt2.hub.common.make_api", lambda *a, **k: _FakeHubApi(files=files, error=error))
+
+
+def _local_checkpoint(run_dir: Path, step: int) -> None:
+    (run_dir / "checkpoints" / f"step-{step}").mkdir(parents=True)
+
+
+SPEC = "hub:me/gpt2@checkpoints"
+FROM_HUB = f"train.resume_from={SPEC}"
+
+
+def test_resume_from_the_hub_only_when_a_checkpoint_was_pushed(monkeypatch, tmp_path):
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    spec = "hub:me/gpt2@checkpoints"
-
-    def use(api):
-        monkeypatch.setattr("hf_gpt2.hub.common.make_api", lambda *a, **k: api)
-
-    use(_FakeHubApi(files=["checkpoints/step-1000/model.safetensors", "README.md"]))
-    assert remote.resume_arg(spec) == f"train.resume_from={spec}"
-    use(_FakeHubApi(files=["README.md"]))
-    assert remote.resume_arg(spec) == ""
-    use(_FakeHubApi(error=_hub_error(RepositoryNotFoundError)))
-    assert remote.resume_arg(spec) == ""
-    use(_FakeHubApi(error=_hub_error(RevisionNotFoundError)))
-    assert remote.resume_arg(spec) == ""
-    assert remote.resume_arg("") == ""
-    use(_FakeHubApi(error=OSError("network down")))
+    run_dir = tmp_path / "runs" / "gpt2"
+    _pushed(monkeypatch, files=["checkpoints/step-1000/model.safetensors", "README.md"])
+    assert remote.resume_arg(SPEC, run_dir) == FROM_HUB
+    _pushed(monkeypatch, files=["README.md"])
+    assert remote.resume_arg(SPEC, run_dir) == ""
+    _pushed(monkeypatch, error=_hub_error(RepositoryNotFoundError))  # first launch: the repo does not exist yet
+    assert remote.resume_arg(SPEC, run_dir) == ""
+    _pushed(monkeypatch, error=_hub_error(RevisionNotFoundError))
+    assert remote.resume_arg(SPEC, run_dir) == ""
+    assert remote.resume_arg("", None) == ""
+    _pushed(monkeypatch, error=OSError("network down"))
     with pytest.raises(OSError):  # never restart from step 0 over pushed checkpoints because the Hub was unreachable
-        remote.resume_arg(spec)
+        remote.resume_arg(SPEC, run_dir)
+
+
+def test_resume_on_a_kept_cluster_prefers_the_newest_checkpoint(monkeypatch, tmp_path):
+    run_dir = tmp_path / "runs" / "gpt2"
+    _local_checkpoint(run_dir, 2000)
+    _pushed(monkeypatch, files=["checkpoints/step-1000/train_state.json"])
+    assert remote.resume_arg(SPEC, run_dir) == "train.resume_from=latest"  # local step 2000 is newer
+    assert remote.resume_arg(SPEC, run_dir, nodes=2) == FROM_HUB  # every node must choose alike: the Hub decides
+    assert not run_dir.exists() and len(list(run_dir.parent.glob("gpt2.before-*"))) == 1  # moved aside, not lost
+
+    _local_checkpoint(run_dir, 1000)
+    _pushed(monkeypatch, files=["checkpoints/step-3000/train_state.json"])
+    assert remote.resume_arg(SPEC, run_dir) == FROM_HUB  # pushed from a newer cluster: the local folder moves aside
+    assert not run_dir.exists()
+
+    (run_dir / "tb").mkdir(parents=True)  # crashed before its first checkpoint, nothing pushed
+    _pushed(monkeypatch, files=[])
+    assert remote.resume_arg(SPEC, run_dir) == "train.resume_from=latest"  # continues the named run from step 0
+
+
+def test_resume_arg_command_reads_the_recipe(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY_RECIPE)
+    _pushed(monkeypatch, files=["checkpoints/step-5/train_state.json"])
+    assert remote.main(["resume-arg", "--spec", SPEC, "--", "tiny.yaml", "run.name=gpt2"]) == 0
+    assert capsys.readouterr().out == FROM_HUB + "\n"
+    assert remote.main(["resume-arg", "--spec", SPEC, "--", "tiny.yaml", "run.name=gpt2", "train.resume_from=x"]) == 0
+    assert capsys.readouterr().out == ""  # the user's own train.resume_from wins
 
 
 # --- launch, status, logs, down at the orchestrator boundary -------------------------------------------------------

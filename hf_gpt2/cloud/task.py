@@ -49,9 +49,12 @@ make install
 RUN_SCRIPT = f"""\
 set -euo pipefail
 source .venv/bin/activate
-# A relaunch (after preemption, or a managed job's recovery) resumes from the latest checkpoint pushed to the Hub.
-RESUME_ARG=$(python -m hf_gpt2.cloud.remote resume-arg "${{RESUME_FROM:-}}")
 eval "EXTRA=(${{OVERRIDES:-}})"
+EXTRA+=("run.name=$RUN_NAME")
+# A relaunch (after preemption, a managed job's recovery, or on a kept cluster) resumes from the newest checkpoint:
+# the run folder's own, or the one pushed to the Hub.
+RESUME_ARG=$(python -m hf_gpt2.cloud.remote resume-arg --spec "${{RESUME_FROM:-}}" --nodes "$SKYPILOT_NUM_NODES" \\
+  -- "$RECIPE" "${{EXTRA[@]}}")
 if [ "$SKYPILOT_NUM_NODES" -gt 1 ]; then
   MAIN_IP=$(echo "$SKYPILOT_NODE_IPS" | head -n1)
   LAUNCH=(--config_file accelerate_configs/multi_node.yaml
@@ -63,8 +66,7 @@ elif [ "$SKYPILOT_NUM_GPUS_PER_NODE" -gt 1 ]; then
 else
   LAUNCH=(--config_file accelerate_configs/single_gpu.yaml)
 fi
-accelerate launch "${{LAUNCH[@]}}" train.py "$RECIPE" "${{EXTRA[@]}}" run.name="$RUN_NAME" \\
-  ${{RESUME_ARG:+"$RESUME_ARG"}}
+accelerate launch "${{LAUNCH[@]}}" train.py "$RECIPE" "${{EXTRA[@]}}" ${{RESUME_ARG:+"$RESUME_ARG"}}
 """
 
 TEMPLATE_HEADER = """\
