@@ -91,6 +91,13 @@ def plan_launch(recipe_path: str, overrides: list[str], options: LaunchOptions, 
     name = validate_name(options.name or recipe.run.name or default_name(recipe_path, time.strftime("%y%m%d%H")))
     if options.nodes < 1:
         raise CloudError(f"--nodes must be >= 1, got {options.nodes}")
+    if options.nodes > 1:
+        logger.warning(
+            "multi-node: SkyPilot's nodes share no filesystem, and a checkpoint's per-process states (data position, "
+            "RNG) are written on each node; resuming a multi-node run from the Hub is not verified"
+        )
+    if options.managed and options.keep:
+        logger.warning("--keep has no effect on a managed job: SkyPilot releases its cluster when the job ends")
     repo_id = recipe.hub.repo_id
     resume_from = ""
     if repo_id:
