@@ -387,7 +387,11 @@ def write_model_card(
     summary = gather_summary(release, run, eval_results=eval_results)
     if eval_results is not None:
         (release / EVAL).write_text(json.dumps(eval_results, indent=1), encoding="utf-8")
-    plot = plot_losses(summary.curves, release / LOSS_PNG, title=repo_id or summary.section("run").get("name"))
+    try:
+        plot = plot_losses(summary.curves, release / LOSS_PNG, title=repo_id or summary.section("run").get("name"))
+    except Exception as err:  # a broken font cache or backend must not cost the run its card
+        logger.warning("could not draw %s (%s); the card goes without it", LOSS_PNG, err)
+        plot = None
     card = render_card(
         summary,
         repo_id=repo_id or summary.section("hub").get("repo_id"),
