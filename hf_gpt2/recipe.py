@@ -434,6 +434,8 @@ def recipe_problems(recipe: Any) -> list[str]:
     elif data.source.startswith("hub:") and len(data.source) <= 4:
         add("data.source='hub:' needs a dataset id, e.g. hub:stas/openwebtext-10k")
     _check_choice(problems, "data.format", data.format, DATA_FORMATS)
+    _check_choice(problems, "data.sft_format", data.sft_format, ("auto", "hh", "messages", "prompt_completion"))
+    _check_choice(problems, "data.sft_untrainable", data.sft_untrainable, ("error", "skip"))
     if data.block_size < 1:
         add(f"data.block_size must be >= 1, got {data.block_size}")
     if data.block_size > model.n_positions:
