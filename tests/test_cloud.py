@@ -97,15 +97,6 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _sky_python() -> str | None:
-    """An interpreter that can import sky: the environment variables, `sky` on PATH, or ~/.local tools."""
-    python = orchestrator.find_sky_python()
-    if python is None:
-        return None
-    probe = subprocess.run([python, "-c", "import sky"], capture_output=True, check=False)
-    return python if probe.returncode == 0 else None
-
-
 # --- rendering -----------------------------------------------------------------------------------------------------
 
 
@@ -162,7 +153,7 @@ def test_template_file_is_the_rendered_task():
     )
 
 
-def test_rendered_tasks_parse_with_skypilots_own_parser(tmp_path):
+def test_rendered_tasks_parse_with_skypilots_own_parser(tmp_path, monkeypatch):
     python = orchestrator.find_sky_python()
     if python is None:
         pytest.skip("SkyPilot is not installed in its own environment here (uv tool install 'skypilot[lambda]')")
@@ -178,25 +169,16 @@ def test_rendered_tasks_parse_with_skypilots_own_parser(tmp_path):
         file_mounts={"/data/corpus.txt": str(tmp_path / "corpus.txt")},
         needs_token=True,
     )
-    env = {orchestrator.SKY_PYTHON_ENV_VAR: python, "HOME": str(tmp_path)}
-    answer = _validate_with(env, render_template(), REPO_ROOT)  # one node, one GPU type, HF_TOKEN secret
+    monkeypatch.setenv(orchestrator.SKY_PYTHON_ENV_VAR, python)
+    monkeypatch.setenv("HOME", str(tmp_path))  # SkyPilot writes its state under ~/.sky
+    answer = orchestrator.validate_task(render_template(), cwd=REPO_ROOT)  # one node, H100:8, the HF_TOKEN secret
     if not answer["validated"]:
         pytest.skip(f"{python} cannot import sky")
     assert answer == {"validated": True, "error": None, "gpu_known": None, "gpu_candidates": []}
-    assert _validate_with(env, task_to_yaml(render_task(multi_node)), REPO_ROOT)["validated"]
+    assert orchestrator.validate_task(task_to_yaml(render_task(multi_node)), cwd=REPO_ROOT)["validated"]
     broken = task_to_yaml({**render_task(multi_node), "num_nodes": "two"})
     with pytest.raises(CloudError, match="SkyPilot rejected the rendered task.*num_nodes"):
-        _validate_with(env, broken, REPO_ROOT)
-
-
-def _validate_with(env: dict, text: str, cwd: Path) -> dict:
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return orchestrator.validate_task(text, cwd=cwd)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+        orchestrator.validate_task(broken, cwd=REPO_ROOT)
 
 
 # --- the run script on the cluster ---------------------------------------------------------------------------------
