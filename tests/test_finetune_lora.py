@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hf_gpt2 import HfGPT2ForCausalLM
+from hf_gpt2.commands.generate import load_for_generation
 from hf_gpt2.errors import RecipeError
 from hf_gpt2.finetune.lora import ADAPTER_DIR, apply_lora, is_peft_model, merge_for_release, save_adapter
 from hf_gpt2.recipe import recipe_from_dict
@@ -60,6 +61,8 @@ def test_kept_adapters_reload_on_the_base_release(tiny_model, tmp_path):
     assert not torch.allclose(release(x).logits, lora(input_ids=x).logits)
     restored = PeftModel.from_pretrained(release, tmp_path / "final" / ADAPTER_DIR).eval()
     torch.testing.assert_close(restored(input_ids=x).logits, lora(input_ids=x).logits, atol=1e-5, rtol=1e-5)
+    generator, _ = load_for_generation(str(tmp_path / "final"), "cpu", "auto")  # hf-gpt2 generate applies it too
+    torch.testing.assert_close(generator(input_ids=x).logits, lora(input_ids=x).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_lora_with_trainable_patterns_and_bad_targets(tiny_config):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 HELP = "generate text from a model folder or Hub id (streamed), or chat with an SFT model (--chat)"
 logger = logging.getLogger(__name__)
@@ -66,6 +67,12 @@ def load_for_generation(name_or_path: str, device: str | None, dtype: str, trust
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"could not load a causal LM from {name_or_path!r}: {first}") from err
+    adapter = Path(name_or_path) / "adapter"
+    if (adapter / "adapter_config.json").is_file():  # a release with kept LoRA adapters (train.lora.merge: false)
+        from peft import PeftModel
+
+        logger.info("applying the LoRA adapter in %s", adapter)
+        model = PeftModel.from_pretrained(model, adapter)
     return model.to(device).eval(), load_tokenizer_for(name_or_path)
 
 
