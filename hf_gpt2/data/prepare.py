@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -196,6 +197,11 @@ def shard_fingerprint(
     return f"{source.short_name()}-{tokenizer_slug}-{digest}"
 
 
+def shard_dtype(vocab_size: int) -> np.dtype:
+    """Little-endian uint16 when every id fits (vocab ≤ 65536), else uint32."""
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
 def val_mask(start: int, count: int, val_fraction: float) -> np.ndarray:
     """Return which of documents ``start .. start+count-1`` belong to val: evenly spaced, document 0 always."""
     index = np.arange(start, start + count, dtype=np.float64)
@@ -219,7 +225,7 @@ def _build(
     staging = directory.parent / f".tmp-{directory.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     staging.mkdir()
     try:
-        dtype = np.dtype("<u2") if tokenizer.vocab_size <= 1 << 16 else np.dtype("<u4")
+        dtype = shard_dtype(tokenizer.vocab_size)
         writers = {split: _ShardWriter(staging, split, dtype, settings["shard_tokens"]) for split in SPLITS}
         started = time.perf_counter()
         documents = iter_documents(source, max_documents)
@@ -331,11 +337,14 @@ class _ShardWriter:
 
 _ENCODE: Any = None
 """The worker's encode-a-batch-of-documents function, set once per process by :func:`_init_worker`."""
+_ENCODE_DTYPE: Any = np.uint32
 
 
-def _init_worker(tokenizer: TokenizerSpec) -> None:
-    global _ENCODE
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def _init_worker(tokenizer: TokenizerSpec, in_worker: bool = True) -> None:
+    global _ENCODE, _ENCODE_DTYPE
+    _ENCODE_DTYPE = shard_dtype(tokenizer.vocab_size)
+    if in_worker:  # each worker is one process's worth of parallelism already
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     if tokenizer.uses_tiktoken:
         from hf_gpt2.tokenization import load_gpt2_tiktoken
 
@@ -356,7 +365,8 @@ def _encode_chunk(task: tuple[int, list[str], float, int]) -> tuple[np.ndarray, 
         target.extend(ids)
         target.append(eos_id)
     n_val = int(is_val.sum())
-    return np.array(out[False], dtype=np.uint32), np.array(out[True], dtype=np.uint32), len(docs) - n_val, n_val
+    dtype = _ENCODE_DTYPE  # the shards' dtype: uint16 halves what travels back from the worker
+    return np.array(out[False], dtype=dtype), np.array(out[True], dtype=dtype), len(docs) - n_val, n_val
 
 
 def _tokenize(
@@ -381,11 +391,18 @@ def _tokenize(
 def _map_ordered(
     tasks: Iterator[tuple[int, list[str], float, int]], tokenizer: TokenizerSpec, num_proc: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, int, int]]:
-    if num_proc <= 1:
-        _init_worker(tokenizer)
+    first, second = next(tasks, None), next(tasks, None)
+    tasks = itertools.chain([t for t in (first, second) if t is not None], tasks)
+    if num_proc <= 1 or second is None:  # one chunk (about 1 MB of text) is not worth starting processes for
+        _init_worker(tokenizer, in_worker=False)
         yield from map(_encode_chunk, tasks)
         return
-    with multiprocessing.get_context().Pool(num_proc, initializer=_init_worker, initargs=(tokenizer,)) as pool:
+    context = multiprocessing.get_context()
+    if tokenizer.uses_tiktoken and context.get_start_method() == "fork":
+        from hf_gpt2.tokenization import load_gpt2_tiktoken
+
+        load_gpt2_tiktoken()  # built once here; forked workers inherit it instead of each building their own
+    with context.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer,)) as pool:
         pending: collections.deque = collections.deque()
         for task in tasks:
             pending.append(pool.apply_async(_encode_chunk, (task,)))
