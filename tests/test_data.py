@@ -321,3 +321,18 @@ def test_streaming_processes_read_disjoint_documents(text_dir):
     ranks = [StreamingTokenLoader(recipe, "train", 32, 2, process_index=p, num_processes=2) for p in (0, 1)]
     rows = [{tuple(r) for _ in range(5) for r in next(loader).tolist()} for loader in ranks]
     assert not rows[0] & rows[1]
+
+
+def test_prepare_command_also_prepares_sft_data(tmp_path, capsys):
+    rows = [{"prompt": f"What is {i} + {i}?", "response": f"It is {2 * i}."} for i in range(10)]
+    (tmp_path / "sft.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(
+        "train: {max_steps: 1, micro_batch_size: 1}\n"
+        f"data: {{format: sft, sft_format: prompt_completion, source: '{tmp_path / 'sft.jsonl'}', "
+        f"cache_dir: '{tmp_path / 'c'}', val_fraction: 0.2, block_size: 64}}\n"
+        "model: {n_positions: 64}\n"
+    )
+    assert cli_main(["prepare", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "prepared" in out and "8 examples" in out

@@ -27,15 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prepare (or find) the shards and print where they are and how many tokens each split holds."""
     from hf_gpt2.data import prepare_token_shards
-    from hf_gpt2.errors import DataError
     from hf_gpt2.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    if recipe.data.format != "text":
-        raise DataError(
-            f"hf-gpt2 prepare builds pretraining shards (data.format=text); data.format={recipe.data.format!r} "
-            "data is prepared by `hf-gpt2 train`"
-        )
+    if recipe.data.format == "sft":
+        return _prepare_sft(recipe, args.force)
     prepared = prepare_token_shards(recipe, force=args.force)
     splits = prepared.meta["splits"]
     status = "reused" if prepared.reused else "prepared"
@@ -46,5 +42,18 @@ def run(args: argparse.Namespace) -> int:
             f"{len(split['shards'])} shard(s)"
         )
     lines.append(f"  tokenizer {prepared.meta['tokenizer']} (eos {prepared.meta['eos_id']}, {prepared.meta['dtype']})")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _prepare_sft(recipe: object, force: bool) -> int:
+    """SFT data (``data.format: sft``): tokenized with the tokenizer training uses, so training reuses the cache."""
+    from hf_gpt2.data.sft import prepare_sft_data
+    from hf_gpt2.training.components import load_tokenizer
+
+    prepared = prepare_sft_data(recipe, load_tokenizer(recipe), force=force)
+    lines = [f"{'reused' if prepared.reused else 'prepared'} {prepared.directory}"]
+    for name, split in prepared.meta["splits"].items():
+        lines.append(f"  {name:5s} {split.get('num_tokens', 0):>14,} tokens  {split['num_examples']:>10,} examples")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
