@@ -336,3 +336,24 @@ def test_prepare_command_also_prepares_sft_data(tmp_path, capsys):
     assert cli_main(["prepare", str(recipe)]) == 0
     out = capsys.readouterr().out
     assert "prepared" in out and "8 examples" in out
+
+
+def test_a_changed_file_is_prepared_again(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, name in enumerate(NAMES[:4]):
+        (folder / f"{i}.txt").write_text(topics[name])
+    first = prepare_token_shards(make_recipe(folder, tmp_path / "c"))
+    (folder / "0.txt").write_text(topics[NAMES[5]])
+    second = prepare_token_shards(make_recipe(folder, tmp_path / "c"))
+    assert not second.reused and second.directory != first.directory
+
+
+def test_an_hf_tokenizer_folder_gives_the_same_ids(tmp_path, text_dir, prepared):
+    from hf_gpt2.tokenization import load_gpt2_tokenizer
+
+    load_gpt2_tokenizer().save_pretrained(tmp_path / "tok")
+    other = prepare_token_shards(make_recipe(text_dir, tmp_path / "c", f"tokenizer.name={tmp_path / 'tok'}"))
+    assert other.meta["tokenizer"] == str(tmp_path / "tok") and other.meta["eos_id"] == GPT2_EOS_ID
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(other.read_tokens(split), prepared.read_tokens(split))
