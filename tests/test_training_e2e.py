@@ -362,3 +362,16 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workspace):
     assert val[0] < 10.0  # it learned something
     saved = json.loads((workspace / "runs/ddp2/checkpoints/step-12/train_state.json").read_text())
     assert saved["num_processes"] == 2 and (workspace / "runs/ddp2/checkpoints/step-12/data_state_1.pt").is_file()
+
+
+def test_resuming_with_a_model_that_does_not_fit_changes_nothing(workspace, finished_run, capsys):
+    import shutil
+
+    other = workspace / "runs" / "reshaped"
+    shutil.copytree(finished_run, other)
+    before = tree_digest(other)
+    capsys.readouterr()
+    assert train_cli(workspace, "run.name=reshaped", "train.resume_from=latest", "model.n_embd=64") == 2
+    err = error_of(capsys.readouterr().err)
+    assert "cannot load checkpoint" in err and "step-8" in err
+    assert tree_digest(other) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ def finish_run(trainer: Any) -> dict[str, Any]:
         "val_perplexity": math.exp(min(trainer.last_val_loss, 50.0)),
         "step": trainer.step,
         "tokens_seen": trainer.tokens_seen,
+        "train_time_s": round(trainer.train_time_s, 1),
+        "wall_time_s": round(time.time() - trainer.started_at, 1),
+        "device": device_name(accelerator.device),
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
     }
     if accelerator.is_main_process:
         save_stock_gpt2_export(model, trainer.tokenizer, run_dir / "final-gpt2")
@@ -51,6 +57,17 @@ def finish_run(trainer: Any) -> dict[str, Any]:
         publish(final, run_dir, recipe)
     accelerator.wait_for_everyone()
     return report
+
+
+def device_name(device: Any) -> str:
+    """A readable name of the training device, e.g. ``NVIDIA H100 80GB HBM3`` or ``cpu (x86_64)``."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.machine()})"
 
 
 def write_release(trainer: Any) -> Path:

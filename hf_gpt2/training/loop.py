@@ -65,6 +65,8 @@ class Trainer:
     last_val_step: int = -1
     stop_requested: bool = False
     pusher: Any = None
+    train_time_s: float = 0.0
+    started_at: float = field(default_factory=time.time)
     window: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "time": 0.0, "steps": 0})
 
     @property
@@ -81,6 +83,7 @@ def run_training(recipe: Any) -> Path:
     Raises:
         HfGPT2Error: a bad recipe, run folder, checkpoint or data set (one-line message), or a NaN/inf loss.
     """
+    started_at = time.time()
     cpu = use_cpu()
     state = PartialState(cpu=cpu)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -97,9 +100,10 @@ def run_training(recipe: Any) -> Path:
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),
     )
     trainer = build_trainer(recipe, accelerator, plan, run_dir)
-    start_run_folder(trainer)
+    trainer.started_at = started_at
     if checkpoint is not None:
-        restore(trainer, checkpoint)
+        restore(trainer, checkpoint)  # before anything is written: a checkpoint that does not fit changes nothing
+    start_run_folder(trainer)
     with PreemptionHandler(trainer):
         finished = train(trainer)
     if finished:
@@ -207,7 +211,9 @@ def start_run_folder(trainer: Trainer) -> None:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         dump_recipe(trainer.recipe, run_dir / "recipe.yaml")
     accelerator.wait_for_everyone()
-    accelerator.init_trackers("tb", config=_hparams(recipe_to_dict(trainer.recipe)))
+    # On resume, TensorBoard drops the events a killed run logged after its last checkpoint (they are redone).
+    purge = {"tensorboard": {"purge_step": trainer.step + 1}} if trainer.step else {}
+    accelerator.init_trackers("tb", config=_hparams(recipe_to_dict(trainer.recipe)), init_kwargs=purge)
     hub = trainer.recipe.hub
     if hub.push_checkpoints and hub.repo_id and accelerator.is_main_process:
         from hf_gpt2.hub import CheckpointPusher
@@ -246,12 +252,13 @@ def restore(trainer: Trainer, checkpoint: Path) -> None:
     trainer.train_loader.load_state_dict(data_state)
     trainer.step = int(train_state["step"])
     trainer.tokens_seen = int(train_state.get("tokens_seen", trainer.step * trainer.plan.tokens_per_step))
+    trainer.train_time_s = float(train_state.get("train_time_s", 0.0))
     logger.info("resumed from %s at step %d", checkpoint, trainer.step)
 
 
 def save(trainer: Trainer) -> Path:
     """Write a checkpoint of the current step (every process takes part)."""
-    state = {"step": trainer.step, "tokens_seen": trainer.tokens_seen}
+    state = {"step": trainer.step, "tokens_seen": trainer.tokens_seen, "train_time_s": trainer.train_time_s}
     path = checkpointing.save_checkpoint(
         trainer.accelerator,
         trainer.checkpoint_root,
@@ -284,7 +291,8 @@ def train(trainer: Trainer) -> bool:
     ) as bar:
         while trainer.step < recipe.train.max_steps:
             if _stop_agreed(trainer):
-                path = save(trainer)
+                latest = checkpointing.latest_checkpoint(trainer.checkpoint_root)
+                path = latest if latest and latest.name == f"step-{trainer.step}" else save(trainer)
                 logger.info("SIGTERM: saved %s at step %d; continue with train.resume_from=latest", path, trainer.step)
                 return False
             loss, grad_norm, lr = optimizer_step(trainer)
@@ -325,7 +333,9 @@ def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
     trainer.window["loss"] += mean_loss
-    trainer.window["time"] += time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    trainer.window["time"] += elapsed
+    trainer.train_time_s += elapsed
     trainer.window["steps"] += 1
     return mean_loss, grad_norm, lr
 
