@@ -48,7 +48,7 @@ def test_tiny_sft_run_lowers_the_response_loss(tmp_path, tiny_stock_gpt2, gpt2_t
             "model": {"init": str(tmp_path / "stock")},
             "data": {"source": str(source), "format": "sft", "sft_format": "hh", "text_field": "chosen",
                      "packing": True, "block_size": 64, "val_fraction": 0.1, "cache_dir": str(tmp_path / "cache")},
-            "train": {"max_steps": 40, "micro_batch_size": 4, "eval_every": 0, "eval_batches": 2, "save_every": 0,
+            "train": {"max_steps": 40, "micro_batch_size": 4, "eval_every": 0, "eval_batches": 2, "save_every": 40,
                       "trainable": ["transformer.h.*", "transformer.ln_f.*", "transformer.wte.*"]},
             "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 4, "weight_decay": 0.0},
             "sample": {"prompts": ["\n\nHuman: What color is the sky?\n\nAssistant:"], "max_new_tokens": 6},
@@ -65,3 +65,8 @@ def test_tiny_sft_run_lowers_the_response_loss(tmp_path, tiny_stock_gpt2, gpt2_t
 
     assert AutoTokenizer.from_pretrained(run_dir / "final").chat_template == CHAT_TEMPLATE
     assert json.loads((run_dir / "eval.json").read_text())["val_loss"] < before
+    # the run's last checkpoint is a starting point too (model.init), with the release's weights
+    from hf_gpt2.finetune.init_model import load_init_model
+
+    x = torch.randint(0, 50257, (1, 12))
+    torch.testing.assert_close(load_init_model(run_dir / "checkpoints" / "step-40")(x).logits, release(x).logits)
