@@ -106,10 +106,17 @@ def test_labels_equal_the_saved_templates_assistant_mask(gpt2_tokenizer, tmp_pat
     assert reloaded.apply_chat_template(messages, tokenize=False) == text
     prompt = reloaded.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
     assert prompt == "Be brief.\n\nHuman: Hi\n\nAssistant:"
-    out = reloaded.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
-    (example,) = tokenize_conversations([messages], reloaded, 100, ["#0"])
-    assert out["input_ids"] == example.input_ids
-    assert out["assistant_masks"] == [int(label != IGNORE_INDEX) for label in example.labels]
+    unicode = [
+        {"role": "user", "content": "Héllo 🤗 日本語?"},
+        {"role": "assistant", "content": "🤗 naïve — 東京 "},
+        {"role": "user", "content": "  spaces \n\n"},
+        {"role": "assistant", "content": "\n trailing  "},
+    ]
+    for conversation in (messages, unicode):
+        out = reloaded.apply_chat_template(conversation, return_dict=True, return_assistant_tokens_mask=True)
+        (example,) = tokenize_conversations([conversation], reloaded, 100, ["#0"])
+        assert out["input_ids"] == example.input_ids
+        assert out["assistant_masks"] == [int(label != IGNORE_INDEX) for label in example.labels]
 
 
 def test_truncated_away_response_is_an_error_naming_the_sample(gpt2_tokenizer):
