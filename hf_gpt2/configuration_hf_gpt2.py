@@ -29,6 +29,13 @@ class HfGPT2Config(PreTrainedConfig):
         scale_attn_weights: scale attention scores by ``1 / sqrt(head_dim)`` (GPT-2 does).
         use_cache: return a KV cache from forward by default (generation); training turns it off.
         tie_word_embeddings: share the LM head with the token embedding (GPT-2 does).
+        vocab_pad_multiple: the embedding and LM head hold ``vocab_size`` rounded up to a multiple of this
+            (50257 → 50304 at 128) so their matmuls run on aligned shapes. Logits still have ``vocab_size`` columns:
+            the padding rows are never scored, and ``to_gpt2`` strips them. 1 turns padding off.
+        loss_chunk_size: rows (tokens) per chunk of the fused LM-head + cross-entropy used when the model is
+            training, gradients are on and ``labels`` are given. That path never materialises the (B, T, V) logits
+            and returns ``logits=None``; eval mode, ``torch.no_grad()`` and ``loss_chunk_size=0`` keep the plain
+            head, which returns logits.
     """
 
     model_type = "hf_gpt2"
@@ -59,6 +66,8 @@ class HfGPT2Config(PreTrainedConfig):
         bos_token_id: int = 50256,
         eos_token_id: int = 50256,
         tie_word_embeddings: bool = True,
+        vocab_pad_multiple: int = 128,
+        loss_chunk_size: int = 1024,
         **kwargs,
     ) -> None:
         self.vocab_size = vocab_size
@@ -75,14 +84,21 @@ class HfGPT2Config(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.scale_attn_weights = scale_attn_weights
         self.use_cache = use_cache
+        self.vocab_pad_multiple = vocab_pad_multiple
+        self.loss_chunk_size = loss_chunk_size
         self._validate_hf_gpt2()
         super().__init__(
             bos_token_id=bos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs
         )
 
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and LM head: ``vocab_size`` rounded up to a multiple of ``vocab_pad_multiple``."""
+        return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
+
     def _validate_hf_gpt2(self) -> None:
         problems = []
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "vocab_pad_multiple"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
@@ -97,6 +113,8 @@ class HfGPT2Config(PreTrainedConfig):
             value = getattr(self, name)
             if not 0.0 <= float(value) < 1.0:
                 problems.append(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.loss_chunk_size, int) or self.loss_chunk_size < 0:
+            problems.append(f"loss_chunk_size must be an integer >= 0 (0: plain head), got {self.loss_chunk_size!r}")
         if self.activation_function not in _ACTIVATIONS:
             problems.append(f"activation_function={self.activation_function!r} is not one of {list(_ACTIVATIONS)}")
         if problems:

@@ -27,6 +27,8 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 # Stock GPT-2 weights held as Conv1D (in_features, out_features); hf_gpt2 holds them as nn.Linear (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Vocabulary matrices: hf_gpt2 pads their rows to config.vocab_pad_multiple, stock GPT-2 does not.
+_VOCAB_KEYS = ("transformer.wte.weight", "lm_head.weight")
 # Config fields shared verbatim by GPT2Config and HfGPT2Config.
 SHARED_CONFIG_FIELDS = (
     "vocab_size",
@@ -55,8 +57,8 @@ _UNSUPPORTED_STOCK_OPTIONS = {
 }
 
 
-def config_from_gpt2(config: GPT2Config) -> HfGPT2Config:
-    """Return the HfGPT2Config equivalent to a stock GPT2Config.
+def config_from_gpt2(config: GPT2Config, vocab_pad_multiple: int = 1) -> HfGPT2Config:
+    """Return the HfGPT2Config equivalent to a stock GPT2Config (by default with GPT-2's unpadded vocab matrices).
 
     Raises:
         ConversionError: if the stock config uses an option hf_gpt2 does not implement.
@@ -69,7 +71,8 @@ def config_from_gpt2(config: GPT2Config) -> HfGPT2Config:
                 f"the GPT-2 config sets {option}={getattr(config, option)!r}, which hf_gpt2 does not implement; "
                 f"only {option}={supported!r} converts"
             )
-    return HfGPT2Config(**{name: getattr(config, name) for name in SHARED_CONFIG_FIELDS})
+    fields = {name: getattr(config, name) for name in SHARED_CONFIG_FIELDS}
+    return HfGPT2Config(**fields, vocab_pad_multiple=vocab_pad_multiple)
 
 
 def config_to_gpt2(config: HfGPT2Config) -> GPT2Config:
@@ -94,6 +97,8 @@ def _convert_state_dict(
         tensor = source[key]
         if key.endswith(_CONV1D_SUFFIXES):
             tensor = tensor.t()
+        if key in _VOCAB_KEYS and tensor.shape[1:] == want.shape[1:] and len(tensor) != len(want):
+            tensor = _fit_vocab_rows(tensor, len(want))
         if tuple(tensor.shape) != tuple(want.shape):
             raise ConversionError(
                 f"{direction}: tensor {key!r} has shape {tuple(source[key].shape)} in the source but the target "
@@ -101,6 +106,15 @@ def _convert_state_dict(
             )
         converted[key] = tensor.contiguous()
     return converted
+
+
+def _fit_vocab_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """Strip vocabulary padding rows (hf_gpt2 → GPT-2) or append zero ones (GPT-2 → hf_gpt2)."""
+    import torch
+
+    if len(tensor) >= rows:
+        return tensor[:rows]
+    return torch.cat([tensor, tensor.new_zeros(rows - len(tensor), *tensor.shape[1:])])
 
 
 def _load_stock_gpt2(name_or_path: str | os.PathLike) -> GPT2LMHeadModel:
@@ -113,10 +127,11 @@ def _load_stock_gpt2(name_or_path: str | os.PathLike) -> GPT2LMHeadModel:
         raise ConversionError(f"could not load a GPT-2 model from {str(name_or_path)!r}: {_first_line(err)}") from err
 
 
-def from_gpt2(model_or_path: GPT2LMHeadModel | str | os.PathLike) -> HfGPT2ForCausalLM:
+def from_gpt2(model_or_path: GPT2LMHeadModel | str | os.PathLike, vocab_pad_multiple: int = 1) -> HfGPT2ForCausalLM:
     """Convert a stock ``GPT2LMHeadModel`` (object, folder or Hub id such as ``openai-community/gpt2``) to hf_gpt2.
 
-    The result has the same logits (fp32: max abs difference < 1e-4) and the same greedy generations.
+    The result has the same logits (fp32: max abs difference < 1e-4) and the same greedy generations. With
+    ``vocab_pad_multiple`` > 1 its vocabulary matrices get zero padding rows (faster matmuls, same logits).
 
     Raises:
         ConversionError: if the source is missing, not GPT-2, or a tensor is missing or has the wrong shape.
@@ -126,7 +141,7 @@ def from_gpt2(model_or_path: GPT2LMHeadModel | str | os.PathLike) -> HfGPT2ForCa
     from hf_gpt2 import HfGPT2ForCausalLM
 
     stock = model_or_path if isinstance(model_or_path, GPT2LMHeadModel) else _load_stock_gpt2(model_or_path)
-    model = HfGPT2ForCausalLM(config_from_gpt2(stock.config))
+    model = HfGPT2ForCausalLM(config_from_gpt2(stock.config, vocab_pad_multiple))
     state = _convert_state_dict(stock.state_dict(), model.state_dict(), "GPT-2 → hf_gpt2")
     model.load_state_dict(state, strict=True)
     model.generation_config = stock.generation_config

@@ -47,6 +47,109 @@ def eager_attention_forward(
     return out, probs
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``, one chunk of rows at a time.
+
+    Liger / "cut cross-entropy" style: each chunk's logits are built, turned into the chunk's loss and, in the same
+    forward, into the gradients wrt ``hidden`` and ``weight``; then they are dropped. Neither pass ever holds more
+    than ``chunk_size × V`` logits, and the backward only scales the two stored gradients.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        denominator: torch.Tensor,
+        vocab_size: int,
+        chunk_size: int,
+        compute_dtype: torch.dtype,
+    ) -> torch.Tensor:
+        # hidden (N, C), weight (Vp, C) with Vp >= vocab_size, targets (N,) with -100 = ignored; returns loss / denom
+        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        h, w = hidden.to(compute_dtype), weight.to(compute_dtype)  # no-ops in fp32; autocast's casts under bf16
+        valid = targets != -100
+        safe_targets = torch.where(valid, targets, 0).unsqueeze(1)  # (N, 1)
+        # softmax · scale = exp(logits - lse + log(scale)); scale = 0 (ignored rows) gives exp(-inf) = 0
+        log_scale = torch.log(valid.float() / denominator).unsqueeze(1)  # (N, 1)
+        grad_hidden = torch.empty_like(h) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, h.shape[0], chunk_size):
+                rows = slice(start, start + chunk_size)
+                logits = (h[rows] @ w.t()).float()  # (n, Vp), fp32
+                if w.shape[0] > vocab_size:
+                    logits[:, vocab_size:] = float("-inf")  # padding rows never score
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # (n, 1)
+                target_logits = logits.gather(1, safe_targets[rows])  # (n, 1)
+                loss += ((lse - target_logits) * valid[rows].unsqueeze(1)).sum()
+                if grad_hidden is None and grad_weight is None:
+                    continue
+                grad_logits = logits.sub_(lse - log_scale[rows]).exp_()  # softmax · scale, in place
+                grad_logits.scatter_add_(1, safe_targets[rows], -log_scale[rows].exp())  # - onehot · scale
+                grad_logits = grad_logits.to(compute_dtype)
+                if grad_hidden is not None:
+                    torch.mm(grad_logits, w, out=grad_hidden[rows])
+                if grad_weight is not None:
+                    if compute_dtype == torch.float32:
+                        grad_weight.addmm_(grad_logits.t(), h[rows])
+                    else:  # bf16 / fp16 chunk product, accumulated in fp32
+                        grad_weight.add_(grad_logits.t() @ h[rows])
+        ctx.save_for_backward(
+            grad_hidden.to(hidden.dtype) if grad_hidden is not None else None,
+            grad_weight.to(weight.dtype) if grad_weight is not None else None,
+        )
+        return loss / denominator
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_loss
+        if grad_weight is not None:
+            grad_weight = grad_weight.mul_(grad_loss)  # in place: this buffer is (V, C); a second backward errors
+        return grad_hidden, grad_weight, None, None, None, None, None
+
+
+def linear_cross_entropy(
+    hidden_states: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor | None,
+    vocab_size: int,
+    chunk_size: int,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    shift_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """transformers' ``ForCausalLMLoss`` of ``hidden_states @ weight[:vocab_size].T``, without the (B, T, V) logits.
+
+    Args:
+        hidden_states: (B, T, C) final hidden states.
+        weight: (Vp, C) LM head; rows from ``vocab_size`` on are padding and never score.
+        labels: (B, T) ids aligned with the inputs (shifted here, as transformers does); -100 is ignored.
+        vocab_size: the real vocabulary size.
+        chunk_size: rows (tokens) per chunk.
+        num_items_in_batch: divide the summed loss by this (gradient accumulation) instead of the valid-token count.
+        shift_labels: (B, T) already-shifted targets; replaces ``labels``.
+
+    Returns:
+        The mean loss over the valid tokens (or the sum over ``num_items_in_batch``), fp32.
+    """
+    if shift_labels is None:
+        shift_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]  # (B, T): position t predicts t + 1
+    targets = shift_labels.reshape(-1).to(hidden_states.device)  # (N,)
+    hidden = hidden_states.reshape(-1, hidden_states.shape[-1])  # (N, C), a view when contiguous
+    if num_items_in_batch is None:
+        denominator = (targets != -100).sum().float()
+    else:
+        denominator = torch.as_tensor(num_items_in_batch, device=hidden.device).float()
+    device_type = hidden.device.type
+    autocast = torch.is_autocast_enabled(device_type)
+    compute_dtype = torch.get_autocast_dtype(device_type) if autocast else hidden.dtype
+    return LinearCrossEntropy.apply(hidden, weight, targets, denominator, vocab_size, chunk_size, compute_dtype)
+
+
 def _activation(name: str) -> nn.Module:
     # GPT-2's "gelu_new" is the tanh approximation; as one fused kernel it saves memory and time over the op chain.
     if name in ("gelu_new", "gelu_pytorch_tanh"):
@@ -176,7 +279,7 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
 
     def __init__(self, config: HfGPT2Config) -> None:
         super().__init__(config)
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)  # rows past vocab_size: alignment only
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([HfGPT2Block(config, layer_idx=i) for i in range(config.n_layer)])
@@ -263,7 +366,7 @@ class HfGPT2ForCausalLM(HfGPT2PreTrainedModel, GenerationMixin):
     def __init__(self, config: HfGPT2Config) -> None:
         super().__init__(config)
         self.transformer = HfGPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -271,6 +374,35 @@ class HfGPT2ForCausalLM(HfGPT2PreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Resize to ``new_num_tokens`` real tokens; the matrices keep ``config.vocab_pad_multiple`` padding."""
+        if new_num_tokens is None:
+            return super().resize_token_embeddings(None, pad_to_multiple_of, mean_resizing)
+        multiple = math.lcm(self.config.vocab_pad_multiple, pad_to_multiple_of or 1)
+        embeddings = super().resize_token_embeddings(-(-new_num_tokens // multiple) * multiple, None, mean_resizing)
+        self.config.vocab_size = self.vocab_size = new_num_tokens
+        return embeddings
+
+    def _uses_fused_loss(self, labels: torch.Tensor | None, logits_to_keep: int | torch.Tensor) -> bool:
+        """Training with labels: the chunked LM-head + loss, which returns no logits (``config.loss_chunk_size``)."""
+        return (
+            labels is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and self.config.loss_chunk_size > 0
+            and isinstance(logits_to_keep, int)
+            and logits_to_keep == 0
+            and type(self.lm_head) is nn.Linear  # a wrapped head (LoRA, quantised) keeps its own forward
+        )
+
+    def _logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(B, T', C) → (B, T', vocab_size): the padding rows of the head are never computed."""
+        if type(self.lm_head) is nn.Linear:
+            return F.linear(hidden_states, self.lm_head.weight[: self.config.vocab_size])  # row slice: no copy
+        return self.lm_head(hidden_states)[..., : self.config.vocab_size]
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -287,11 +419,18 @@ class HfGPT2ForCausalLM(HfGPT2PreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         """Logits for every (or the last ``logits_to_keep``) position, and the loss when ``labels`` are given.
 
+        In training (``model.train()``, gradients on, ``labels`` given, ``config.loss_chunk_size > 0``) the loss comes
+        from the chunked LM-head + cross-entropy and ``logits`` is None: the (B, T, V) logits are never built. Eval
+        mode, ``torch.no_grad()`` or ``config.loss_chunk_size = 0`` return logits (and the same loss).
+
         Args:
             labels: (B, T) target ids aligned with ``input_ids`` (shifted inside, as in transformers); -100 is ignored.
             logits_to_keep: keep logits for the last N positions only (0 keeps all), or a 1D tensor of indices.
+            num_items_in_batch: (keyword) divide the summed loss by this instead of the valid-token count, as
+                transformers' Trainer does for gradient accumulation.
             (other arguments as in :meth:`HfGPT2Model.forward`)
         """
+        loss_kwargs = {key: kwargs.pop(key) for key in ("num_items_in_batch", "shift_labels") if key in kwargs}
         out = self.transformer(
             input_ids,
             cache=cache,
@@ -302,11 +441,21 @@ class HfGPT2ForCausalLM(HfGPT2PreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = out.last_hidden_state  # (B, T, C)
+        if self._uses_fused_loss(labels, logits_to_keep):
+            loss = linear_cross_entropy(
+                hidden_states,
+                self.lm_head.weight,
+                labels,
+                self.config.vocab_size,
+                self.config.loss_chunk_size,
+                **loss_kwargs,
+            )
+            return CausalLMOutputWithPast(loss=loss, logits=None, cache=out.cache)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, keep, :])  # (B, T', V)
+        logits = self._logits(hidden_states[:, keep, :])  # (B, T', V)
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **loss_kwargs, **kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
 
 
