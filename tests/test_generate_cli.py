@@ -82,3 +82,16 @@ def test_streamer_holds_back_the_stop_string(gpt2_tokenizer):
     streamer.on_finalized_text("", stream_end=True)
     assert out.getvalue() == "Sure, here\n"
     assert strip_stop_strings(" Sure, here\n\nHuman: more") == "Sure, here"
+
+
+def test_generate_works_on_a_stock_gpt2_folder_without_tokenizer(tiny_stock_gpt2, tmp_path, capsys):
+    from hf_gpt2.cli import main
+
+    tiny_stock_gpt2.save_pretrained(tmp_path / "stock")  # GPT2LMHeadModel, no tokenizer files
+    args = ["generate", "--model", str(tmp_path / "stock"), "--prompt", "The", "--temperature", "0"]
+    assert main([*args, "--max-new-tokens", "5"]) == 0
+    out = capsys.readouterr().out
+    expected = tiny_stock_gpt2.generate(torch.tensor([[464]]), max_new_tokens=5, do_sample=False, pad_token_id=50256)
+    from hf_gpt2 import load_gpt2_tokenizer
+
+    assert out == load_gpt2_tokenizer().decode(expected[0]) + "\n"  # "The" is token 464
