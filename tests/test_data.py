@@ -25,7 +25,7 @@ TRAIN = {"max_steps": 1, "micro_batch_size": 2}
 def make_recipe(source, cache_dir, *overrides):
     return recipe_from_dict(
         {"train": TRAIN, "data": {"source": str(source), "cache_dir": str(cache_dir), "num_proc": 1}},
-        ["data.val_fraction=0.1", *overrides],
+        ["data.val_fraction=0.1", "data.block_size=64", *overrides],
     )
 
 
@@ -135,7 +135,9 @@ def test_kjv_is_one_document_per_chapter_without_verse_markers():
 
 
 def test_dev_mode_reads_a_small_slice(tmp_path):
-    recipe = recipe_from_dict({"train": TRAIN}, [f"data.cache_dir={tmp_path}", "run.dev=true", "data.max_documents=4"])
+    recipe = recipe_from_dict(
+        {"train": TRAIN}, [f"data.cache_dir={tmp_path}", "run.dev=true", "data.max_documents=4", "data.block_size=64"]
+    )
     result = prepare_token_shards(recipe)
     assert sum(s["num_documents"] for s in result.meta["splits"].values()) == 4
     assert result.meta["source"]["kind"] == "kjv"
@@ -158,7 +160,9 @@ def test_missing_and_empty_data_are_clear_errors(tmp_path):
 
 def test_prepare_command(text_dir, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"train: {{max_steps: 1, micro_batch_size: 1}}\ndata: {{source: '{text_dir}', num_proc: 1}}\n")
+    recipe.write_text(
+        f"train: {{max_steps: 1, micro_batch_size: 1}}\ndata: {{source: '{text_dir}', num_proc: 1, block_size: 64}}\n"
+    )
     assert cli_main(["prepare", str(recipe), f"data.cache_dir={tmp_path / 'c'}"]) == 0
     assert "prepared" in capsys.readouterr().out
     assert cli_main(["prepare", str(recipe), f"data.cache_dir={tmp_path / 'c'}"]) == 0
@@ -232,9 +236,13 @@ def test_val_batches_are_fixed_and_keep_the_position(prepared):
     assert all((x == y).all() for x, y in zip(first, loader.val_batches(3), strict=True))
 
 
-def test_split_too_small_for_a_window_is_a_clear_error(prepared):
+def test_split_too_small_for_a_window_is_a_clear_error(prepared, text_dir):
     with pytest.raises(DataError, match=r"val split .* fewer than the 2 × data.block_size"):
         TokenWindowLoader(prepared, "val", 100_000, 1, seed=0)
+    big_block = make_recipe(text_dir, prepared.directory.parent, "data.shard_tokens=5000", "data.block_size=20000",
+                            "model.n_positions=20000")  # fmt: skip
+    with pytest.raises(DataError, match=r"the val split .* fewer than 2 × data.block_size = 40,000; raise data.val"):
+        prepare_token_shards(big_block)  # found before training starts, also when the shards are reused
 
 
 def test_hub_data_files_path_reads_parquet_and_streams_a_dev_slice(tmp_path):

@@ -124,7 +124,7 @@ def prepare_token_shards(recipe: Any, *, force: bool = False) -> PreparedData:
         existing = load_prepared(directory, fingerprint)
         if existing is not None:
             logger.info("reusing token shards %s (%s train tokens)", directory, f"{existing.num_tokens('train'):,}")
-            return existing
+            return check_fits_block_size(existing, data.block_size)
     settings = {
         "fingerprint": fingerprint,
         "source_spec": data.source,
@@ -133,7 +133,27 @@ def prepare_token_shards(recipe: Any, *, force: bool = False) -> PreparedData:
         "max_documents": max_documents,
         "shard_tokens": data.shard_tokens,
     }
-    return _build(directory, source, tokenizer, settings, max_documents, _num_proc(data.num_proc))
+    prepared = _build(directory, source, tokenizer, settings, max_documents, _num_proc(data.num_proc))
+    return check_fits_block_size(prepared, data.block_size)
+
+
+def check_fits_block_size(prepared: PreparedData, block_size: int) -> PreparedData:
+    """Return ``prepared`` if both splits hold at least one loader window (2 × block_size tokens).
+
+    Checked here, before training starts, rather than at the first evaluation.
+
+    Raises:
+        DataError: naming the split, its size and the fixes.
+    """
+    for split in SPLITS:
+        if prepared.num_tokens(split) < 2 * block_size:
+            fix = "raise data.val_fraction, " if split == "val" else ""
+            raise DataError(
+                f"the {split} split of data.source={prepared.meta.get('source_spec')!r} has "
+                f"{prepared.num_tokens(split):,} tokens, fewer than 2 × data.block_size = {2 * block_size:,}; "
+                f"{fix}lower data.block_size or add data"
+            )
+    return prepared
 
 
 def load_prepared(directory: str | Path, fingerprint: str | None = None) -> PreparedData | None:
