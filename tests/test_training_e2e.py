@@ -256,6 +256,7 @@ BAD_INPUT = {
     "impossible shape": (["model.n_head=5"], "n_head"),
     "batch not divisible": (["train.grad_accum_steps=null", "train.global_batch_tokens=100"], "multiple of"),
     "missing data": (["data.source=/no/such/folder/*.txt"], "/no/such/folder"),
+    "unknown eval task": (["eval.tasks=[lambda_openai]"], "lambada"),
 }
 
 
@@ -375,3 +376,16 @@ def test_resuming_with_a_model_that_does_not_fit_changes_nothing(workspace, fini
     err = error_of(capsys.readouterr().err)
     assert "cannot load checkpoint" in err and "step-8" in err
     assert tree_digest(other) == before
+
+
+def test_finetuning_starts_from_a_release(workspace, finished_run):
+    overrides = [
+        "run.name=finetuned",
+        f"model.init={finished_run / 'final'}",
+        "train.max_steps=2",
+        "train.save_every=0",
+    ]
+    assert train_cli(workspace, *overrides) == 0
+    report = json.loads((workspace / "runs/finetuned/eval.json").read_text())
+    start = json.loads((finished_run / "eval.json").read_text())["val_loss"]
+    assert report["val_loss"] < min(start + 0.5, 10.0)  # it starts from the trained weights, not from scratch (~10.8)

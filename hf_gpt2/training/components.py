@@ -67,10 +67,13 @@ def build_model(recipe: Any, vocab_size: int) -> torch.nn.Module:
             raise RecipeError(f"model: {err}") from None
         check_shapes(config, recipe, vocab_size)
         model = HfGPT2ForCausalLM(config)
-    else:
-        from hf_gpt2.convert import load_causal_lm
+    else:  # a Hub id, a stock GPT-2 or hf_gpt2 folder, or a training checkpoint (checkpoints/step-N)
+        try:
+            from hf_gpt2.finetune.init_model import load_init_model
+        except ImportError:
+            from hf_gpt2.convert import load_causal_lm as load_init_model
 
-        model = load_causal_lm(section.init)
+        model = load_init_model(section.init).train()
         check_shapes(model.config, recipe, vocab_size)
     model.set_attn_implementation(section.attn_implementation)
     dtype = _DTYPES.get(section.dtype)

@@ -114,6 +114,17 @@ def log_samples(trainer: Any, model: Any) -> list[dict[str, str]]:
     return samples
 
 
+def check_eval_tasks(recipe: Any) -> None:
+    """Refuse unknown ``eval.tasks`` names and missing ``eval.data`` paths before training, not after it."""
+    if not recipe.eval.tasks:
+        return
+    try:
+        from hf_gpt2.evaluation.registry import resolve_tasks
+    except ImportError:
+        return
+    resolve_tasks(list(recipe.eval.tasks), dict(recipe.eval.data) or None)
+
+
 def run_eval_tasks(trainer: Any, model: Any) -> dict[str, dict[str, float]]:
     """Run ``eval.tasks`` through ``hf_gpt2.evaluation.run_tasks`` (every process takes part) and log the scores."""
     section = trainer.recipe.eval

@@ -90,6 +90,9 @@ def run_training(recipe: Any) -> Path:
     if state.num_processes != world_size:
         raise RuntimeError(f"launched as {world_size} processes, but accelerate set up {state.num_processes}")
     plan = plan_batches(recipe.train, recipe.data.block_size, state.num_processes)
+    from hf_gpt2.training.finish import check_eval_tasks, finish_run
+
+    check_eval_tasks(recipe)
     run_dir, checkpoint = _main_decides(state, lambda: resolve_run(recipe))
     if checkpoint is not None:
         _main_decides(state, lambda: checkpointing.verify_checkpoint(checkpoint))
@@ -107,8 +110,6 @@ def run_training(recipe: Any) -> Path:
     with PreemptionHandler(trainer):
         finished = train(trainer)
     if finished:
-        from hf_gpt2.training.finish import finish_run
-
         finish_run(trainer)
     accelerator.end_training()
     return run_dir
@@ -183,6 +184,8 @@ def build_trainer(recipe: Any, accelerator: Accelerator, plan: BatchPlan, run_di
     optimizer = build_optimizer(model, recipe.optim, accelerator.device)
     if recipe.train.compile:
         model.compile()
+    if accelerator.state.deepspeed_plugin is not None:  # no DataLoader goes through prepare to tell DeepSpeed
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = plan.micro_batch_size
     model, optimizer = accelerator.prepare(model, optimizer)
     set_seed(recipe.run.seed + accelerator.process_index)  # distinct dropout masks per process
     config = accelerator.unwrap_model(model).config
