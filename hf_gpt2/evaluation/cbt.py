@@ -93,7 +93,7 @@ class CBTCommonNouns(CBT):
     name: ClassVar[str] = "cbt_cn"
     summary: ClassVar[str] = "Children's Book Test, common nouns: rank filled sentences by log-probability"
     hub: ClassVar[HubSource | None] = HubSource(
-        repo="cam-cst/cbt", split="test", data_files=f"{CBT_FILES}/CN/test-*.parquet"
+        repo="cam-cst/cbt", config="CN", split="test", data_files=f"{CBT_FILES}/CN/test-*.parquet"
     )
 
 
@@ -101,5 +101,5 @@ class CBTNamedEntities(CBT):
     name: ClassVar[str] = "cbt_ne"
     summary: ClassVar[str] = "Children's Book Test, named entities: rank filled sentences by log-probability"
     hub: ClassVar[HubSource | None] = HubSource(
-        repo="cam-cst/cbt", split="test", data_files=f"{CBT_FILES}/NE/test-*.parquet"
+        repo="cam-cst/cbt", config="NE", split="test", data_files=f"{CBT_FILES}/NE/test-*.parquet"
     )

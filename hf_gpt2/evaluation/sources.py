@@ -26,7 +26,8 @@ class HubSource:
     """A split of a Hub dataset: ``repo`` + ``config`` + ``split``, or explicit ``data_files`` (``hf://`` parquet).
 
     ``data_files`` downloads only that split's files; ``load_dataset(repo, config)`` prepares every split of the
-    config (WikiText-103's train split alone is ~300 MB).
+    config (WikiText-103's train split alone is ~300 MB). With ``data_files``, ``repo`` and ``config`` only describe
+    the source (model cards cite them).
     """
 
     repo: str

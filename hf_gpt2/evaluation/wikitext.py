@@ -126,7 +126,10 @@ class WikiText2(WikiText):
     name: ClassVar[str] = "wikitext2"
     summary: ClassVar[str] = "WikiText-2 test, rolling log-likelihood per article (raw text, detokenized)"
     hub: ClassVar[HubSource | None] = HubSource(
-        repo="Salesforce/wikitext", split="test", data_files=f"{WIKITEXT_FILES}/wikitext-2-raw-v1/test-*.parquet"
+        repo="Salesforce/wikitext",
+        config="wikitext-2-raw-v1",
+        split="test",
+        data_files=f"{WIKITEXT_FILES}/wikitext-2-raw-v1/test-*.parquet",
     )
 
 
@@ -134,5 +137,8 @@ class WikiText103(WikiText):
     name: ClassVar[str] = "wikitext103"
     summary: ClassVar[str] = "WikiText-103 test, rolling log-likelihood per article (raw text, detokenized)"
     hub: ClassVar[HubSource | None] = HubSource(
-        repo="Salesforce/wikitext", split="test", data_files=f"{WIKITEXT_FILES}/wikitext-103-raw-v1/test-*.parquet"
+        repo="Salesforce/wikitext",
+        config="wikitext-103-raw-v1",
+        split="test",
+        data_files=f"{WIKITEXT_FILES}/wikitext-103-raw-v1/test-*.parquet",
     )
