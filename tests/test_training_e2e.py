@@ -384,6 +384,7 @@ def test_finetuning_starts_from_a_release(workspace, finished_run):
         f"model.init={finished_run / 'final'}",
         "train.max_steps=2",
         "train.save_every=0",
+        "train.gradient_checkpointing=true",
     ]
     assert train_cli(workspace, *overrides) == 0
     report = json.loads((workspace / "runs/finetuned/eval.json").read_text())

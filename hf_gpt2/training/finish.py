@@ -78,7 +78,7 @@ def write_release(trainer: Any) -> Path:
     state_dict = accelerator.get_state_dict(model) if sharded else None
     final = trainer.run_dir / "final"
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
+        unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
         lora = trainer.recipe.train.lora
         if lora.r:  # LoRA: ship plain weights (merged, or the base with the adapter beside it)
             from hf_gpt2.finetune.lora import ADAPTER_DIR, merge_for_release, save_adapter

@@ -35,6 +35,7 @@ from hf_gpt2.training.components import (
 )
 from hf_gpt2.training.optim import build_optimizer, lr_at, set_lr
 from hf_gpt2.training.run_folder import resolve_run
+from hf_gpt2.training.speed import PrefetchLoader, compile_model, configure_backends
 
 logger = get_logger(__name__)
 
@@ -57,6 +58,8 @@ class Trainer:
     prepared: Any
     loader_cls: type
     train_loader: Any
+    """The train loader (behind a GPU prefetcher); its ``state_dict`` is the position saved in checkpoints."""
+    batches: Any = None
     step: int = 0
     tokens_seen: int = 0
     flops_per_token: float = 0.0
@@ -174,21 +177,23 @@ def make_loader(recipe: Any, prepared: Any, loader_cls: type, split: str, accele
 
 def build_trainer(recipe: Any, accelerator: Accelerator, plan: BatchPlan, run_dir: Path) -> Trainer:
     """Prepare the data, build model, tokenizer and optimizer, and ``accelerator.prepare`` them once."""
+    configure_backends()  # TF32 and flash SDPA on CUDA; nothing on CPU
     tokenizer = load_tokenizer(recipe)
     prepared, loader_cls = build_data(recipe, tokenizer, accelerator)
     set_seed(recipe.run.seed)  # the same initial weights on every process
     model = apply_finetune_hooks(build_model(recipe, int(prepared.meta["vocab_size"])), recipe)
     if recipe.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     n_flop_params = metrics.count_flop_params(model)
     optimizer = build_optimizer(model, recipe.optim, accelerator.device)
     if recipe.train.compile:
-        model.compile()
+        compile_model(model)  # in place: parameter names and state_dict keys stay plain
     if accelerator.state.deepspeed_plugin is not None:  # no DataLoader goes through prepare to tell DeepSpeed
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = plan.micro_batch_size
     model, optimizer = accelerator.prepare(model, optimizer)
     set_seed(recipe.run.seed + accelerator.process_index)  # distinct dropout masks per process
-    config = accelerator.unwrap_model(model).config
+    config = accelerator.unwrap_model(model, keep_torch_compile=False).config
+    train_loader = make_loader(recipe, prepared, loader_cls, "train", accelerator)
     return Trainer(
         recipe=recipe,
         accelerator=accelerator,
@@ -199,10 +204,19 @@ def build_trainer(recipe: Any, accelerator: Accelerator, plan: BatchPlan, run_di
         tokenizer=tokenizer,
         prepared=prepared,
         loader_cls=loader_cls,
-        train_loader=make_loader(recipe, prepared, loader_cls, "train", accelerator),
+        train_loader=PrefetchLoader(train_loader, accelerator.device),
         flops_per_token=metrics.flops_per_token(n_flop_params, config.n_layer, config.n_embd, recipe.data.block_size),
         peak_flops=metrics.device_peak_flops(accelerator.device, accelerator.mixed_precision),
     )
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each block's activations in backward (transformers v5 name; the v4 one on older versions)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def start_run_folder(trainer: Trainer) -> None:
@@ -323,7 +337,9 @@ def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
     total = torch.zeros((), device=accelerator.device)
     grad_norm, lr = None, lr_at(trainer.step, trainer.recipe.optim, trainer.recipe.train.max_steps)
     for _ in range(trainer.plan.grad_accum_steps):
-        batch = to_model_batch(next(trainer.train_loader), accelerator.device)
+        if trainer.batches is None:  # started lazily, after a resume has set the loader's position
+            trainer.batches = iter(trainer.train_loader)
+        batch = to_model_batch(next(trainer.batches), accelerator.device)
         with accelerator.accumulate(model):
             loss = compute_loss(model, batch)
             accelerator.backward(loss)
