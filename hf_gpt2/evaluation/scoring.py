@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from hf_gpt2.errors import HfGPT2Error
@@ -83,7 +84,7 @@ def rolling_windows(
     """
     if not 1 <= stride <= context:
         raise ValueError(f"need 1 <= stride <= context, got stride={stride}, context={context}")
-    full = list(tokens) if prefix_token is None else [prefix_token, *tokens]
+    full = tokens if prefix_token is None else [prefix_token, *tokens]
     requests: list[LoglikelihoodRequest] = []
     done = 1  # full[0] is context only
     while done < len(full):
@@ -182,7 +183,7 @@ class LoglikelihoodScorer:
                 f"{desc or 'a task'} needs to score {longest} tokens at once, but the model's context is "
                 f"{self.max_length} tokens; use a model with a longer context"
             )
-        if any(not r.context for r in requests):
+        if any(len(r.context) == 0 for r in requests):
             raise ValueError("every request needs at least one context token (use the EOS token for none)")
         truncated = sum(len(r.context) + len(r.continuation) > self.max_length + 1 for r in requests)
         if truncated and self.is_main_process:
@@ -227,16 +228,18 @@ class LoglikelihoodScorer:
     def _score_batch(self, batch: list[LoglikelihoodRequest]) -> torch.Tensor:
         """One forward pass over a right-padded batch; returns (B, 2) float64: summed log-prob, all-greedy flag."""
         inputs, starts, targets = [], [], []
-        for request in batch:
-            tokens = [*request.context, *request.continuation][-(self.max_length + 1) :]
-            inputs.append(tokens[:-1])
-            starts.append(len(tokens) - 1 - len(request.continuation))  # input position that predicts cont[0]
-            targets.append(request.continuation)
+        for request in batch:  # token lists or numpy arrays (val_loss windows are views of the shard tokens)
+            continuation = np.asarray(request.continuation, dtype=np.int64)
+            tokens = np.concatenate([np.asarray(request.context, dtype=np.int64), continuation])
+            tokens = tokens[-(self.max_length + 1) :]
+            inputs.append(torch.from_numpy(tokens[:-1]))
+            starts.append(len(tokens) - 1 - len(continuation))  # input position that predicts continuation[0]
+            targets.append(torch.from_numpy(continuation))
         width = max(len(x) for x in inputs)
         input_ids = torch.zeros(len(batch), width, dtype=torch.long)
         attention_mask = torch.zeros(len(batch), width, dtype=torch.long)
         for row, ids in enumerate(inputs):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
         kwargs: dict[str, Any] = {
             "input_ids": input_ids.to(self.device),
@@ -251,7 +254,7 @@ class LoglikelihoodScorer:
         out = torch.empty(len(batch), 2, dtype=torch.float64, device=self.device)
         for row, (start, target) in enumerate(zip(starts, targets, strict=True)):
             row_logits = logits[row, start - offset : start - offset + len(target)].float()  # (n, V)
-            target_ids = torch.tensor(target, dtype=torch.long, device=row_logits.device)
+            target_ids = target.to(row_logits.device)
             token_logprobs = row_logits.gather(-1, target_ids[:, None]).squeeze(-1) - row_logits.logsumexp(-1)
             out[row, 0] = token_logprobs.double().sum()
             out[row, 1] = float(bool((row_logits.argmax(-1) == target_ids).all()))

@@ -68,7 +68,7 @@ class ValLoss(Task):
                 f"the shards were made with another tokenizer ({meta.get('tokenizer')!r})"
             )
         context, stride = window_settings(scorer, options, self.name)
-        windows = rolling_windows(tokens.tolist(), context=context, stride=stride, prefix_token=None)
+        windows = rolling_windows(tokens, context=context, stride=stride, prefix_token=None)  # views, no copies
         windows = windows if limit is None else windows[:limit]
         results = scorer.loglikelihood(windows, desc=self.name)
         metrics = TokenLossMetric().compute(
