@@ -9,8 +9,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hf_gpt2.errors import HfGPT2Error
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 HELP = "Benchmark a model (hf_gpt2 folder, any causal-LM folder, or Hub id) on the GPT-2 paper's suite and HellaSwag."
 
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _accelerator_if_launched(device: str | None):  # noqa: ANN202  (accelerate is imported lazily)
+def _accelerator_if_launched(device: str | None) -> Accelerator | None:
     """An Accelerator when started by `accelerate launch`/torchrun with several processes, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
