@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpt2.training import run_training
 
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file checkpoint messages drown the run's
+    # save_state warns at every checkpoint that the tied lm_head is not stored twice; GPT-2 ties it by design.
+    logging.getLogger("accelerate.utils.other").addFilter(lambda r: "Removed shared tensor" not in r.getMessage())
 
     run_dir = run_training(recipe)
     logging.getLogger(__name__).info("run folder: %s", run_dir)

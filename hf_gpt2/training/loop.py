@@ -21,6 +21,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.training import checkpointing, metrics
@@ -303,9 +304,10 @@ def train(trainer: Trainer) -> bool:
     """Run optimizer steps up to ``train.max_steps``; return False when stopped early by SIGTERM."""
     recipe, accelerator = trainer.recipe, trainer.accelerator
     log_every, eval_every, save_every = intervals(recipe)
-    with tqdm(
+    bar = tqdm(
         total=recipe.train.max_steps, initial=trainer.step, desc="train", disable=not accelerator.is_local_main_process
-    ) as bar:
+    )
+    with logging_redirect_tqdm(), bar:  # log lines print above the bar instead of through it
         while trainer.step < recipe.train.max_steps:
             if _stop_agreed(trainer):
                 latest = checkpointing.latest_checkpoint(trainer.checkpoint_root)
