@@ -84,53 +84,64 @@ def resolve_run(recipe) -> tuple[Path, Path | None]:
         RunFolderError: the folder exists for a fresh run, or there is nothing to resume.
         CheckpointError: the named checkpoint does not exist.
     """
-    from hf_gpt2.errors import CheckpointError, RecipeError
+    output_dir, spec = Path(recipe.run.output_dir), recipe.train.resume_from
+    named = output_dir / recipe.run.name if recipe.run.name else None
+    if spec is None:
+        return _fresh_run_dir(output_dir, named), None
+    if spec == "latest":
+        return _latest(output_dir, named)
+    if spec.startswith("hub:"):
+        return _fresh_run_dir(output_dir, named), _download(spec)
+    return _from_path(Path(spec), output_dir, named)
+
+
+def _fresh_run_dir(output_dir: Path, named: Path | None) -> Path:
+    run_dir = named or unused_run_dir(output_dir)
+    check_fresh_run_dir(run_dir)
+    return run_dir
+
+
+def _latest(output_dir: Path, named: Path | None) -> tuple[Path, Path | None]:
+    from hf_gpt2.training.checkpointing import latest_checkpoint
+
+    if named is not None:
+        checkpoint = latest_checkpoint(named / "checkpoints")
+        if checkpoint is None:
+            logging.getLogger(__name__).warning("%s has no checkpoint yet: starting it fresh", named)
+        return named, checkpoint
+    runs = [
+        (ckpt.stat().st_mtime, run) for run in _subdirs(output_dir) if (ckpt := latest_checkpoint(run / "checkpoints"))
+    ]
+    if not runs:
+        raise RunFolderError(
+            f"train.resume_from=latest: no run under {output_dir} has a checkpoint; set run.name, "
+            "or drop train.resume_from to start a fresh run"
+        )
+    run_dir = max(runs)[1]
+    return run_dir, latest_checkpoint(run_dir / "checkpoints")
+
+
+def _download(spec: str) -> Path:
+    from hf_gpt2.errors import RecipeError
+
+    try:
+        from hf_gpt2.hub import download_checkpoint
+    except ImportError:
+        raise RecipeError(f"train.resume_from={spec} needs hf_gpt2.hub, which is not available") from None
+    return Path(download_checkpoint(spec))
+
+
+def _from_path(path: Path, output_dir: Path, named: Path | None) -> tuple[Path, Path]:
+    from hf_gpt2.errors import CheckpointError
     from hf_gpt2.training.checkpointing import is_checkpoint, latest_checkpoint
 
-    output_dir, name, spec = Path(recipe.run.output_dir), recipe.run.name, recipe.train.resume_from
-    named = output_dir / name if name else None
-    if spec is None:
-        run_dir = named or unused_run_dir(output_dir)
-        check_fresh_run_dir(run_dir)
-        return run_dir, None
-    if spec == "latest":
-        if named is not None:
-            checkpoint = latest_checkpoint(named / "checkpoints")
-            if checkpoint is None:
-                logging.getLogger(__name__).warning("%s has no checkpoint yet: starting it fresh", named)
-            return named, checkpoint
-        runs = [
-            (ckpt.stat().st_mtime, run)
-            for run in _subdirs(output_dir)
-            if (ckpt := latest_checkpoint(run / "checkpoints"))
-        ]
-        if not runs:
-            raise RunFolderError(
-                f"train.resume_from=latest: no run under {output_dir} has a checkpoint; set run.name, "
-                "or drop train.resume_from to start a fresh run"
-            )
-        run_dir = max(runs)[1]
-        return run_dir, latest_checkpoint(run_dir / "checkpoints")
-    if spec.startswith("hub:"):
-        try:
-            from hf_gpt2.hub import download_checkpoint
-        except ImportError:
-            raise RecipeError(f"train.resume_from={spec} needs hf_gpt2.hub, which is not available") from None
-        checkpoint = Path(download_checkpoint(spec))
-        run_dir = named or unused_run_dir(output_dir)
-        check_fresh_run_dir(run_dir)
-        return run_dir, checkpoint
-    path = Path(spec)
-    if is_checkpoint(path):
-        if path.parent.name == "checkpoints":
-            return path.parent.parent, path
-        run_dir = named or unused_run_dir(output_dir)
-        check_fresh_run_dir(run_dir)
+    if is_checkpoint(path):  # a run's own checkpoint continues that run; a loose one starts a new folder
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else _fresh_run_dir(output_dir, named)
         return run_dir, path
     checkpoint = latest_checkpoint(path / "checkpoints")
     if checkpoint is None:
         raise CheckpointError(
-            f"train.resume_from={spec}: no checkpoint there; give a checkpoint folder (run/checkpoints/step-N), "
+            f"train.resume_from={path}: no checkpoint there; give a checkpoint folder (run/checkpoints/step-N), "
             "a run folder, or latest"
         )
     return path, checkpoint
