@@ -200,10 +200,14 @@ def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBa
     from hf_gpt2.tokenization import load_gpt2_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     except (OSError, ValueError, TypeError) as err:
         logger.warning("%s has no loadable tokenizer (%s); using OpenAI's GPT-2 BPE", name_or_path, _first_line(err))
         return load_gpt2_tokenizer()
+    if len(tokenizer) < 2:  # transformers 5 builds an EMPTY GPT2Tokenizer from a folder without vocab files
+        logger.warning("%s has no tokenizer files; using OpenAI's GPT-2 BPE", name_or_path)
+        return load_gpt2_tokenizer()
+    return tokenizer
 
 
 def save_model_folder(

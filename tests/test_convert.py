@@ -93,3 +93,13 @@ def test_cli_round_trip_and_refusals(tiny_stock_gpt2, gpt2_tokenizer, tmp_path):
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_from_a_folder_without_tokenizer_writes_the_gpt2_bpe(tiny_stock_gpt2, tmp_path):
+    tiny_stock_gpt2.save_pretrained(tmp_path / "stock")
+    done = _cli("convert", "--from-gpt2", str(tmp_path / "stock"), str(tmp_path / "ours"))
+    assert done.returncode == 0, done.stderr
+    assert "using OpenAI's GPT-2 BPE" in done.stderr
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tmp_path / "ours")("Hello world").input_ids == [15496, 995]

@@ -73,13 +73,7 @@ def load_for_generation(name_or_path: str, device: str | None, dtype: str, trust
 
         logger.info("applying the LoRA adapter in %s", adapter)
         model = PeftModel.from_pretrained(model, adapter)
-    tokenizer = load_tokenizer_for(name_or_path)
-    if len(tokenizer) < 2:  # transformers 5 builds an EMPTY GPT2Tokenizer from a folder without vocab files
-        from hf_gpt2.tokenization import load_gpt2_tokenizer
-
-        logger.warning("%s has no usable tokenizer; using OpenAI's GPT-2 BPE", name_or_path)
-        tokenizer = load_gpt2_tokenizer()
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), load_tokenizer_for(name_or_path)
 
 
 def complete(model, tokenizer, prompt: str, settings: dict, num_sequences: int, seed: int | None) -> int:
