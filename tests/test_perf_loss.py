@@ -187,3 +187,12 @@ def test_resize_token_embeddings_keeps_the_padding(padded_config, tmp_path):
     with torch.no_grad():
         assert loaded(x).logits.shape == (1, 5, 131)
         torch.testing.assert_close(loaded(x).logits, model.eval()(x).logits)
+
+
+def test_training_forward_builds_no_kv_cache_unless_asked(padded_config):
+    model = HfGPT2ForCausalLM(padded_config).train()
+    x = torch.randint(0, 90, (1, 6))
+    assert model(x, labels=x).cache is None
+    assert model(x, use_cache=True).cache.get_seq_length() == 6
+    with torch.no_grad():
+        assert model.eval()(x).cache.get_seq_length() == 6

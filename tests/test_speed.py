@@ -68,7 +68,6 @@ def test_prefetch_loader_moves_batches_and_resumes_exactly_on_cuda():
     assert [int(b["input_ids"][0, 0]) for b in resumed] == [2, 3, 4, 5]
 
 
-@pytest.mark.slow
 def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path):
     config = HfGPT2Config(
         vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
