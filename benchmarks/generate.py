@@ -2,10 +2,14 @@
 
 The stock model is randomly initialised (same config as benchmarks/train_step.py) and hf_gpt2 is converted from it
 (with its default vocab padding), so both must produce the same tokens; the script asserts that. Each call is
-``model.generate(prompt, max_new_tokens=N, min_new_tokens=N, do_sample=False, use_cache=True)``. The two models
+``model.generate(prompt, max_new_tokens=N, do_sample=False, use_cache=True)`` with no EOS token, so every call
+generates exactly N tokens. The two models
 alternate (the order flips every pair) and the median of the per-pair speed ratios is reported.
 
-    .venv/bin/python benchmarks/generate.py            # about 1 min on 2 cores
+One intra-op thread by default: decoding runs many tiny ops, and on a loaded 2-core VM each parallel op waits for
+the second thread to be scheduled (about 5× slower per step, ratios all over the place); ``--threads 2`` is there.
+
+    .venv/bin/python benchmarks/generate.py            # about 1 min on the 2-core CPU
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ def build_pair() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     stock = GPT2LMHeadModel(GPT2Config(**CONFIG, attn_implementation="sdpa")).eval()
     ours = from_gpt2(stock, vocab_pad_multiple=128).eval()
+    for model in (stock, ours):
+        model.generation_config.eos_token_id = None  # always generate max_new_tokens; no EOS bookkeeping per step
     return {"stock": stock, "hf_gpt2": ours}
 
 
@@ -36,7 +42,6 @@ def run(batch: int, prompt_len: int, new_tokens: int, pairs: int, models: dict) 
     prompt = torch.randint(0, CONFIG["vocab_size"], (batch, prompt_len), generator=torch.Generator().manual_seed(2))
     kwargs = {
         "max_new_tokens": new_tokens,
-        "min_new_tokens": new_tokens,
         "do_sample": False,
         "use_cache": True,
         "pad_token_id": 50256,
@@ -75,7 +80,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=96)
     parser.add_argument("--pairs", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads (1: on a shared 2-core VM, every tiny decode op otherwise waits for the second "
+        "OpenMP thread to be scheduled, which made steps ~5x slower and the ratio noise)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = build_pair()
