@@ -90,3 +90,19 @@ def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path):
 
     with safe_open(tmp_path / "model.safetensors", "pt") as f:
         assert not any("_orig_mod" in key for key in f.keys())
+
+
+@pytest.mark.slow
+def test_gpu_throughput_script_smoke_runs_on_cpu():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
+    spec = importlib.util.spec_from_file_location("gpu_throughput", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = script.main(["--smoke"])
+    assert [(r["model"], r["compiled"]) for r in results] == [
+        ("hf_gpt2", False), ("stock", False), ("hf_gpt2", True), ("stock", True),
+    ]  # fmt: skip
+    assert all("error" not in r and r["tokens_per_s"] > 0 for r in results), results
