@@ -83,7 +83,7 @@ class ModelConfig:
     init: str = "scratch"
     """``scratch`` (random init from the fields below), or a Hub id / folder with a stock GPT-2 or hf_gpt2 model."""
     vocab_size: int = 50257
-    """Rows of the embedding; at least the tokenizer's vocabulary (50257 for GPT-2; 50304 pads to a multiple of 64)."""
+    """Token ids the model predicts; at least the tokenizer's vocabulary (50257 for GPT-2)."""
     n_positions: int = 1024
     """Longest context the position embedding covers."""
     n_embd: int = 768
@@ -116,6 +116,12 @@ class ModelConfig:
     """End-of-sequence id written to the config (GPT-2: ``<|endoftext|>``)."""
     tie_word_embeddings: bool = True
     """Share the input embedding with the LM head."""
+    vocab_pad_multiple: int = 128
+    """Embedding/LM-head rows are padded to a multiple of this (50257 → 50304) for fast matmuls; logits keep
+    ``vocab_size`` columns and the stock-GPT-2 export strips the padding. 1 turns padding off."""
+    loss_chunk_size: int | None = None
+    """Rows per chunk of the fused LM-head + cross-entropy in training (no full B·T·V logits); None picks per
+    device (256 on CPU, 4096 on GPU), 0 computes the loss from full logits."""
     attn_implementation: str = "sdpa"
     """Attention kernel: ``sdpa``, ``eager``, ``flash_attention_2``/``3``, ``flex_attention``."""
     dtype: str = "float32"

@@ -175,6 +175,8 @@ def test_model_section_mirrors_the_model_config():
         assert getattr(config, name) == value, name
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     params = inspect.signature(HfGPT2Config.__init__).parameters
+    every_field = {name for name, p in params.items() if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+    assert every_field <= set(kwargs), f"HfGPT2Config fields missing under model.: {every_field - set(kwargs)}"
     for name in kwargs:
         if name in params and params[name].default is not inspect.Parameter.empty:
             assert defaults[name] == params[name].default, f"model.{name} default differs from the config's"
