@@ -305,6 +305,7 @@ def test_a_corrupt_checkpoint_is_named_and_nothing_changes(workspace, finished_r
 
     broken = workspace / "runs" / "broken"
     shutil.copytree(finished_run, broken)
+    shutil.rmtree(broken / "final")  # a run stopped before its release
     victim = broken / "checkpoints" / "step-8" / "model.safetensors"
     data = bytearray(victim.read_bytes())
     data[-10] ^= 0xFF
@@ -388,6 +389,7 @@ def test_resuming_with_a_model_that_does_not_fit_changes_nothing(workspace, fini
 
     other = workspace / "runs" / "reshaped"
     shutil.copytree(finished_run, other)
+    shutil.rmtree(other / "final")  # a run stopped before its release
     before = tree_digest(other)
     capsys.readouterr()
     assert train_cli(workspace, "run.name=reshaped", "train.resume_from=latest", "model.n_embd=64") == 2
@@ -408,3 +410,28 @@ def test_finetuning_starts_from_a_release(workspace, finished_run):
     report = json.loads((workspace / "runs/finetuned/eval.json").read_text())
     start = json.loads((finished_run / "eval.json").read_text())["val_loss"]
     assert report["val_loss"] < min(start + 0.5, 10.0)  # it starts from the trained weights, not from scratch (~10.8)
+
+
+# -- streaming -------------------------------------------------------------------------------------------------------
+
+
+def test_streaming_trains_without_a_prepare_step_and_resumes_exactly(workspace, tmp_path):
+    stream = ["data.streaming=true", f"data.cache_dir={tmp_path / 'no-cache'}"]
+    assert train_cli(workspace, "run.name=stream-whole", *stream) == 0
+    assert not (tmp_path / "no-cache").exists()  # nothing was prepared
+    report = json.loads((workspace / "runs/stream-whole/eval.json").read_text())
+    assert report["step"] == 8 and report["val_loss"] > 0
+    # Resume from the step-4 checkpoint of the same run into a new run: the stream continues where it was.
+    checkpoint = workspace / "runs/stream-whole/checkpoints/step-4"
+    assert train_cli(workspace, "run.name=stream-resumed", f"train.resume_from={checkpoint}", *stream) == 0
+    a, b = weights(workspace / "runs/stream-whole/final"), weights(workspace / "runs/stream-resumed/final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_a_finished_run_is_refused_and_changes_nothing(workspace, finished_run, capsys):
+    before = tree_digest(finished_run)
+    for spec in ("latest", str(finished_run / "checkpoints/step-4"), str(finished_run)):
+        assert train_cli(workspace, "run.name=done", f"train.resume_from={spec}", "train.max_steps=12") == 2
+        err = capsys.readouterr().err
+        assert "is finished" in err and "run.name=NEW_NAME" in err and "Traceback" not in err
+    assert tree_digest(finished_run) == before

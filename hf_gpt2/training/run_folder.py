@@ -108,7 +108,7 @@ def _latest(output_dir: Path, named: Path | None) -> tuple[Path, Path | None]:
         checkpoint = latest_checkpoint(named / "checkpoints")
         if checkpoint is None:
             logging.getLogger(__name__).warning("%s has no checkpoint yet: starting it fresh", named)
-        return named, checkpoint
+        return _unfinished(named, checkpoint), checkpoint
     runs = [
         (ckpt.stat().st_mtime, run) for run in _subdirs(output_dir) if (ckpt := latest_checkpoint(run / "checkpoints"))
     ]
@@ -118,7 +118,8 @@ def _latest(output_dir: Path, named: Path | None) -> tuple[Path, Path | None]:
             "or drop train.resume_from to start a fresh run"
         )
     run_dir = max(runs)[1]
-    return run_dir, latest_checkpoint(run_dir / "checkpoints")
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    return _unfinished(run_dir, checkpoint), checkpoint
 
 
 def _download(spec: str) -> Path:
@@ -135,16 +136,29 @@ def _from_path(path: Path, output_dir: Path, named: Path | None) -> tuple[Path, 
     from hf_gpt2.errors import CheckpointError
     from hf_gpt2.training.checkpointing import is_checkpoint, latest_checkpoint
 
-    if is_checkpoint(path):  # a run's own checkpoint continues that run; a loose one starts a new folder
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else _fresh_run_dir(output_dir, named)
-        return run_dir, path
+    if is_checkpoint(path):
+        own_run = path.parent.parent if path.parent.name == "checkpoints" else None
+        # A run's own checkpoint continues that run, unless run.name names another (new) run; a loose one starts one.
+        if own_run is not None and (named is None or named.resolve() == own_run.resolve()):
+            return _unfinished(own_run, path), path
+        return _fresh_run_dir(output_dir, named), path
     checkpoint = latest_checkpoint(path / "checkpoints")
     if checkpoint is None:
         raise CheckpointError(
             f"train.resume_from={path}: no checkpoint there; give a checkpoint folder (run/checkpoints/step-N), "
             "a run folder, or latest"
         )
-    return path, checkpoint
+    return _unfinished(path, checkpoint), checkpoint
+
+
+def _unfinished(run_dir: Path, checkpoint: Path | None) -> Path:
+    """Refuse to continue a run that already wrote its release: resuming would overwrite ``final/``."""
+    if checkpoint is not None and (run_dir / "final").exists():
+        raise RunFolderError(
+            f"{run_dir} is finished (its final/ exists) and resuming it would overwrite that release; "
+            f"to train on from {checkpoint}, start a new run: run.name=NEW_NAME train.resume_from={checkpoint}"
+        )
+    return run_dir
 
 
 def _subdirs(folder: Path) -> list[Path]:
