@@ -29,6 +29,7 @@ def finish_run(trainer: Any) -> dict[str, Any]:
         log_val_loss(trainer)
     if trainer.pusher is not None:
         trainer.pusher.close()
+        trainer.pusher = None
     final = write_release(trainer)
     model = load_release(final, accelerator)
     report: dict[str, Any] = {

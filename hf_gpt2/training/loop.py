@@ -111,10 +111,14 @@ def run_training(recipe: Any) -> Path:
     if checkpoint is not None:
         restore(trainer, checkpoint)  # before anything is written: a checkpoint that does not fit changes nothing
     start_run_folder(trainer)
-    with PreemptionHandler(trainer):
-        finished = train(trainer)
-    if finished:
-        finish_run(trainer)
+    try:
+        with PreemptionHandler(trainer):
+            finished = train(trainer)
+        if finished:
+            finish_run(trainer)
+    finally:
+        if trainer.pusher is not None:  # a failing run still finishes (or reports) the uploads it submitted
+            trainer.pusher.close()
     accelerator.end_training()
     return run_dir
 
