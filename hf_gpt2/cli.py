@@ -26,6 +26,14 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def add_recipe_arguments(parser: argparse.ArgumentParser, example_overrides: str) -> None:
+    """The positional ``RECIPE [section.key=value ...]`` shared by the commands that run a recipe."""
+    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="section.key=value", help=f"recipe overrides, e.g. {example_overrides}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every available subcommand."""
     parser = argparse.ArgumentParser(prog="hf-gpt2", description="GPT-2, all in: train, evaluate, share.")

@@ -14,13 +14,9 @@ HELP = "tokenize a recipe's data into train/val token shards (reused by later ru
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the recipe path, the overrides and --force."""
-    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="section.key=value",
-        help="recipe overrides, e.g. data.num_proc=8 data.max_documents=1000 data.cache_dir=/scratch/data",
-    )
+    from hf_gpt2.cli import add_recipe_arguments
+
+    add_recipe_arguments(parser, "data.num_proc=8 data.max_documents=1000 data.cache_dir=/scratch/data")
     parser.add_argument("--force", action="store_true", help="prepare again even if a valid cache exists")
 
 

@@ -9,13 +9,9 @@ HELP = "train (or finetune) a model from a recipe; add section.key=value overrid
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the recipe path and the overrides."""
-    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="section.key=value",
-        help="recipe overrides, e.g. train.max_steps=100 run.name=test train.resume_from=latest",
-    )
+    from hf_gpt2.cli import add_recipe_arguments
+
+    add_recipe_arguments(parser, "train.max_steps=100 run.name=test train.resume_from=latest")
 
 
 def run(args: argparse.Namespace) -> int:
