@@ -7,7 +7,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test test-fast lint format quickstart bench clean
+.PHONY: install sky-env test test-fast lint format quickstart bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# SkyPilot (for `hf-gpt2 cloud`) lives in its own environment: it pins click<8.2, which huggingface_hub>=2.4 refuses.
+SKY_VENV ?= .venv-sky
+sky-env: $(SKY_VENV)/bin/sky
+$(SKY_VENV)/bin/sky:
+	$(PYTHON) -m venv $(SKY_VENV)
+	$(SKY_VENV)/bin/python -m pip install --quiet "skypilot[lambda]>=0.14.1"
+# When it exists, the tests validate rendered tasks with SkyPilot's own parser.
+export HF_GPT2_SKY := $(if $(wildcard $(SKY_VENV)/bin/sky),$(CURDIR)/$(SKY_VENV)/bin/sky,$(HF_GPT2_SKY))
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest -q tests
@@ -47,5 +56,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SKY_VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
