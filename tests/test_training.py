@@ -330,3 +330,47 @@ def test_mfu_is_reported_as_a_fraction():
     # 500k tok/s of GPT-2 124M on one H100 in bf16 is about 43% MFU
     assert 500e3 * flops_per_token(123_653_376, 12, 768, 1024) / 989.4e12 == pytest.approx(0.432, abs=0.01)
     assert math.isfinite(flops_per_token(1, 1, 1, 1))
+
+
+def test_sft_accumulation_weights_every_trained_token_equally():
+    """Micro-batches with 3 and 9 trained tokens give the gradient of the token mean, not a mean of means."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
+    from hf_gpt2.training.components import compute_loss
+    from hf_gpt2.training.loop import items_per_micro_batch
+
+    torch.manual_seed(0)
+    config = HfGPT2Config(
+        vocab_size=64,
+        n_positions=16,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    model = HfGPT2ForCausalLM(config).train()
+    ids = torch.randint(0, 64, (2, 1, 12))
+    targets = torch.randint(0, 64, (2, 1, 12))
+    targets[0, 0, :9] = -100  # 3 trained tokens
+    targets[1, 0, :3] = -100  # 9 trained tokens
+    micro = [{"input_ids": ids[i], "targets": targets[i]} for i in range(2)]
+    trainer = SimpleNamespace(
+        recipe=SimpleNamespace(data=SimpleNamespace(format="sft")), accelerator=Accelerator(cpu=True)
+    )
+    num_items = items_per_micro_batch(trainer, micro)
+    assert num_items.item() == 6.0  # 12 trained tokens / (2 micro-batches × 1 process)
+    for batch in micro:
+        (compute_loss(model, batch, num_items_in_batch=num_items) / 2).backward()  # / 2: what accumulate does
+    accumulated = model.transformer.wte.weight.grad.clone()
+    model.zero_grad()
+    compute_loss(model, {"input_ids": ids.view(2, 12), "targets": targets.view(2, 12)}).backward()
+    torch.testing.assert_close(accumulated, model.transformer.wte.weight.grad, rtol=1e-4, atol=1e-7)
+    trainer.recipe.data.format = "text"
+    assert items_per_micro_batch(trainer, micro) is None

@@ -222,8 +222,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(workspace, monke
     calls = {"n": 0}
     real = loop.compute_loss
 
-    def poisoned(model, batch):
-        loss = real(model, batch)
+    def poisoned(model, batch, **kwargs):
+        loss = real(model, batch, **kwargs)
         calls["n"] += 1
         return loss * float("nan") if calls["n"] > 2 * 5 else loss  # 2 micro-batches per step: step 6 is NaN
 

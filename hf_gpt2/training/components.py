@@ -149,13 +149,19 @@ def to_model_batch(raw: torch.Tensor | dict[str, torch.Tensor], device: torch.de
     return {key: value.to(device, non_blocking=True).contiguous() for key, value in batch.items()}
 
 
-def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def compute_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean cross-entropy of the model over the batch's ``targets`` (positions with -100 are ignored).
 
     The targets go in as ``shift_labels`` (already aligned with the logits), so every position of a window trains and
     the model can use its fused, chunked LM-head + loss in training, never building the (B, T, V) logits.
+    ``num_items_in_batch`` replaces the batch's own count of trained tokens as the divisor (token-weighted
+    gradient accumulation).
     """
     inputs = {key: value for key, value in batch.items() if key != "targets"}
     targets = batch["targets"]  # (B, T)
+    if num_items_in_batch is not None:
+        inputs["num_items_in_batch"] = num_items_in_batch
     # `labels` only switches the loss on: with `shift_labels` given, transformers' loss does not shift again.
     return model(**inputs, labels=targets, shift_labels=targets, use_cache=False).loss

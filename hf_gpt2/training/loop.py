@@ -373,12 +373,15 @@ def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
     started = time.perf_counter()
     total = torch.zeros((), device=accelerator.device)
     grad_norm, lr = None, lr_at(trainer.step, trainer.recipe.optim, trainer.recipe.train.max_steps)
-    for _ in range(trainer.plan.grad_accum_steps):
-        if trainer.batches is None:  # started lazily, after a resume has set the loader's position
-            trainer.batches = iter(trainer.train_loader)
-        batch = to_model_batch(next(trainer.batches), accelerator.device)
+    if trainer.batches is None:  # started lazily, after a resume has set the loader's position
+        trainer.batches = iter(trainer.train_loader)
+    micro_batches = [
+        to_model_batch(next(trainer.batches), accelerator.device) for _ in range(trainer.plan.grad_accum_steps)
+    ]
+    num_items = items_per_micro_batch(trainer, micro_batches)
+    for batch in micro_batches:
         with accelerator.accumulate(model):
-            loss = compute_loss(model, batch)
+            loss = compute_loss(model, batch, num_items_in_batch=num_items)
             accelerator.backward(loss)
             total += loss.detach()
             if accelerator.sync_gradients:
@@ -394,6 +397,21 @@ def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
     trainer.train_time_s += elapsed
     trainer.window["steps"] += 1
     return mean_loss, grad_norm, lr
+
+
+def items_per_micro_batch(trainer: Trainer, micro_batches: list[dict[str, torch.Tensor]]) -> torch.Tensor | None:
+    """For SFT, the divisor that makes a step's loss the mean over every trained token of the global batch.
+
+    Masked (-100) targets make micro-batches hold different numbers of trained tokens, so a mean per micro-batch
+    would weight a token of a short answer more than one of a long answer. The model divides each micro-batch's
+    summed loss by this number; accelerate then divides by the accumulation steps and DDP averages over processes,
+    so it is the global count / (accumulation steps × processes). Pretraining windows have no masked targets: None.
+    """
+    if trainer.recipe.data.format != "sft":
+        return None
+    local = sum((batch["targets"] != -100).sum() for batch in micro_batches)
+    total = trainer.accelerator.reduce(local.float(), "sum")
+    return total.clamp(min=1) / (len(micro_batches) * trainer.accelerator.num_processes)
 
 
 def check_finite(trainer: Trainer, loss: float) -> None:
