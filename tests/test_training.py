@@ -332,32 +332,20 @@ def test_mfu_is_reported_as_a_fraction():
     assert math.isfinite(flops_per_token(1, 1, 1, 1))
 
 
-def test_sft_accumulation_weights_every_trained_token_equally():
+def test_sft_accumulation_weights_every_trained_token_equally(tiny_config):
     """Micro-batches with 3 and 9 trained tokens give the gradient of the token mean, not a mean of means."""
     from types import SimpleNamespace
 
     from accelerate import Accelerator
 
-    from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
+    from hf_gpt2 import HfGPT2ForCausalLM
     from hf_gpt2.training.components import compute_loss
     from hf_gpt2.training.loop import items_per_micro_batch
 
     torch.manual_seed(0)
-    config = HfGPT2Config(
-        vocab_size=64,
-        n_positions=16,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = HfGPT2ForCausalLM(config).train()
-    ids = torch.randint(0, 64, (2, 1, 12))
-    targets = torch.randint(0, 64, (2, 1, 12))
+    model = HfGPT2ForCausalLM(tiny_config).train()
+    ids = torch.randint(0, tiny_config.vocab_size, (2, 1, 12))
+    targets = torch.randint(0, tiny_config.vocab_size, (2, 1, 12))
     targets[0, 0, :9] = -100  # 3 trained tokens
     targets[1, 0, :3] = -100  # 9 trained tokens
     micro = [{"input_ids": ids[i], "targets": targets[i]} for i in range(2)]
