@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +16,7 @@ from hf_gpt2.errors import CheckpointError, ConversionError
 
 if TYPE_CHECKING:
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
     from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
 
@@ -208,32 +206,6 @@ def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBa
         logger.warning("%s has no tokenizer files; using OpenAI's GPT-2 BPE", name_or_path)
         return load_gpt2_tokenizer()
     return tokenizer
-
-
-def save_model_folder(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, destination: str | os.PathLike
-) -> Path:
-    """Write ``save_pretrained`` output (and the tokenizer) to a new folder, atomically; never overwrite.
-
-    Raises:
-        CheckpointError: if ``destination`` already exists and is not empty.
-    """
-    destination = Path(destination)
-    if destination.exists() and any(destination.iterdir()):
-        raise CheckpointError(f"{destination} already exists and is not empty; choose a new folder or remove it first")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        model.save_pretrained(staging)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
-        if destination.exists():
-            destination.rmdir()
-        staging.rename(destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return destination
 
 
 def _require_source(name_or_path: str | os.PathLike) -> None:

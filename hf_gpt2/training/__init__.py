@@ -8,12 +8,13 @@ Modules, in the order data flows through them:
 - ``checkpointing``: atomic, rotated ``save_state`` checkpoints with data position and RNGs; exact resume;
 - ``run_folder``: run names and folders, ``train.resume_from`` resolution;
 - ``metrics``: tokens/s, MFU from a per-GPU peak table, memory;
-- ``release`` / ``finish``: the ``final/`` release, samples, benchmark tasks, eval.json, model card, push.
+- ``finish``: the ``final/`` release (written by ``hf_gpt2.release``), samples, benchmark tasks, eval.json, model
+  card, push.
 """
 
+from hf_gpt2.release import generate_samples, save_release
 from hf_gpt2.training.loop import LossNotFiniteError, run_training
 from hf_gpt2.training.optim import build_optimizer, lr_at, param_groups
-from hf_gpt2.training.release import generate_samples, save_release
 
 __all__ = [
     "LossNotFiniteError",

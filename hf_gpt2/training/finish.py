@@ -11,7 +11,7 @@ from typing import Any
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedType
 
-from hf_gpt2.training.release import generate_samples, save_release, save_stock_gpt2_export
+from hf_gpt2.release import generate_samples, save_release, save_stock_gpt2_export
 
 logger = get_logger(__name__)
 
@@ -119,10 +119,8 @@ def check_eval_tasks(recipe: Any) -> None:
     """Refuse unknown ``eval.tasks`` names and missing ``eval.data`` paths before training, not after it."""
     if not recipe.eval.tasks:
         return
-    try:
-        from hf_gpt2.evaluation.registry import resolve_tasks
-    except ImportError:
-        return
+    from hf_gpt2.evaluation.registry import resolve_tasks
+
     resolve_tasks(list(recipe.eval.tasks), dict(recipe.eval.data) or None)
 
 
@@ -131,11 +129,7 @@ def run_eval_tasks(trainer: Any, model: Any) -> dict[str, dict[str, float]]:
     section = trainer.recipe.eval
     if not section.tasks:
         return {}
-    try:
-        from hf_gpt2.evaluation import run_tasks
-    except ImportError:
-        logger.warning("eval.tasks=%s skipped: hf_gpt2.evaluation is not available", section.tasks)
-        return {}
+    from hf_gpt2.evaluation import run_tasks
 
     results = run_tasks(
         model,
@@ -161,13 +155,9 @@ def run_eval_tasks(trainer: Any, model: Any) -> dict[str, dict[str, float]]:
 
 
 def publish(final: Path, run_dir: Path, recipe: Any) -> None:
-    """Write the model card and push the release when ``hub.push_final`` (needs ``hf_gpt2.hub``)."""
-    try:
-        from hf_gpt2.hub import push_release, write_model_card
-    except ImportError:
-        if recipe.hub.push_final:
-            logger.warning("hub.push_final skipped: hf_gpt2.hub is not available")
-        return
+    """Write the model card and push the release when ``hub.push_final``."""
+    from hf_gpt2.hub import push_release, write_model_card
+
     write_model_card(final, run_dir)
     if recipe.hub.push_final and recipe.hub.repo_id:
         push_release(final, recipe.hub)

@@ -87,13 +87,10 @@ def save_release(
 def save_stock_gpt2_export(model: Any, tokenizer: Any, directory: str | os.PathLike) -> Path | None:
     """Write the model as a stock transformers ``GPT2LMHeadModel`` folder (no custom code needed to load it).
 
-    Returns None (and logs why) when the model is not an hf_gpt2 model or ``hf_gpt2.convert`` is unavailable.
+    Returns None (and logs why) when the model is not an hf_gpt2 model.
     """
-    try:
-        from hf_gpt2.convert import to_gpt2
-    except ImportError:
-        logger.info("hf_gpt2.convert is not available; skipping the stock GPT-2 export")
-        return None
+    from hf_gpt2.convert import to_gpt2
+
     if getattr(model.config, "model_type", None) != "hf_gpt2":
         logger.info("the model is a %s, not hf_gpt2; skipping the stock GPT-2 export", model.config.model_type)
         return None
