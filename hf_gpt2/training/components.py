@@ -68,10 +68,7 @@ def build_model(recipe: Any, vocab_size: int) -> torch.nn.Module:
         check_shapes(config, recipe, vocab_size)
         model = HfGPT2ForCausalLM(config)
     else:  # a Hub id, a stock GPT-2 or hf_gpt2 folder, or a training checkpoint (checkpoints/step-N)
-        try:
-            from hf_gpt2.finetune.init_model import load_init_model
-        except ImportError:
-            from hf_gpt2.convert import load_causal_lm as load_init_model
+        from hf_gpt2.finetune.init_model import load_init_model
 
         model = load_init_model(section.init).train()
         check_shapes(model.config, recipe, vocab_size)
@@ -100,14 +97,9 @@ def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
 
 
 def apply_finetune_hooks(model: torch.nn.Module, recipe: Any) -> torch.nn.Module:
-    """Let ``hf_gpt2.finetune`` (when installed) add LoRA adapters and freeze parameters; the loop stays agnostic."""
-    wants = bool(recipe.train.trainable or recipe.train.lora.r)
-    try:
-        from hf_gpt2.finetune import apply_trainable
-    except ImportError:
-        if wants:
-            raise RecipeError("train.trainable / train.lora need hf_gpt2.finetune, which is not available") from None
-        return model
+    """Let ``hf_gpt2.finetune`` add LoRA adapters and freeze parameters; the loop stays agnostic."""
+    from hf_gpt2.finetune import apply_trainable
+
     if recipe.train.lora.r:
         from hf_gpt2.finetune.lora import apply_lora
 

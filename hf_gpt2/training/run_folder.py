@@ -123,12 +123,8 @@ def _latest(output_dir: Path, named: Path | None) -> tuple[Path, Path | None]:
 
 
 def _download(spec: str) -> Path:
-    from hf_gpt2.errors import RecipeError
+    from hf_gpt2.hub import download_checkpoint
 
-    try:
-        from hf_gpt2.hub import download_checkpoint
-    except ImportError:
-        raise RecipeError(f"train.resume_from={spec} needs hf_gpt2.hub, which is not available") from None
     return Path(download_checkpoint(spec))
 
 
