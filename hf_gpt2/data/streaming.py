@@ -29,6 +29,17 @@ from hf_gpt2.errors import DataError
 STATE_VERSION = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamingData:
+    """Streaming mode's stand-in for prepared token shards: the recipe, and ``meta`` as prepared data has it."""
+
+    recipe: Any
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {"vocab_size": tokenizer_spec(self.recipe.tokenizer).vocab_size}
+
+
 class StreamingTokenLoader:
     """Iterate forever over (micro_batch_size, block_size + 1) int64 tensors packed from a document stream.
 
@@ -71,6 +82,20 @@ class StreamingTokenLoader:
         self._buffer: list[int] = []
         self._dataset: Any = None
         self._documents: Iterator[str] | None = None
+
+    @classmethod
+    def from_data(
+        cls,
+        data: StreamingData,
+        split: str,
+        block_size: int,
+        micro_batch_size: int,
+        seed: int,
+        process_index: int = 0,
+        num_processes: int = 1,
+    ) -> StreamingTokenLoader:
+        """Build it with the prepared loaders' signature (``seed`` is unused: a stream keeps the data's own order)."""
+        return cls(data.recipe, split, block_size, micro_batch_size, process_index, num_processes)
 
     # -- iteration -----------------------------------------------------------------------------------------------
 

@@ -164,38 +164,12 @@ def build_data(recipe: Any, tokenizer: Any, accelerator: Accelerator) -> tuple[A
             return prepare_sft_data(recipe, tokenizer), SFTLoader
         if recipe.data.streaming:
             logger.info("data.streaming: tokenizing %s on the fly (no prepare step)", recipe.data.source)
-            return StreamingData(recipe), streaming_loader
+            from hf_gpt2.data.streaming import StreamingData, StreamingTokenLoader
+
+            return StreamingData(recipe), StreamingTokenLoader.from_data
         from hf_gpt2.data import TokenWindowLoader, prepare_token_shards
 
         return prepare_token_shards(recipe), TokenWindowLoader
-
-
-@dataclass
-class StreamingData:
-    """What :func:`build_data` returns in streaming mode, in place of prepared shards: the recipe and its vocab."""
-
-    recipe: Any
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        from hf_gpt2.data.prepare import tokenizer_spec
-
-        return {"vocab_size": tokenizer_spec(self.recipe.tokenizer).vocab_size}
-
-
-def streaming_loader(
-    data: StreamingData,
-    split: str,
-    block_size: int,
-    micro_batch_size: int,
-    seed: int,
-    process_index: int = 0,
-    num_processes: int = 1,
-) -> Any:
-    """A ``StreamingTokenLoader`` behind the prepared loaders' signature (streams keep the data's own order)."""
-    from hf_gpt2.data.streaming import StreamingTokenLoader
-
-    return StreamingTokenLoader(data.recipe, split, block_size, micro_batch_size, process_index, num_processes)
 
 
 def make_loader(recipe: Any, prepared: Any, loader_cls: type, split: str, accelerator: Accelerator) -> Any:
