@@ -13,6 +13,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+TINY_SHAPE = {
+    "n_positions": 64,
+    "n_embd": 32,
+    "n_layer": 2,
+    "n_head": 4,
+    "resid_pdrop": 0.0,
+    "embd_pdrop": 0.0,
+    "attn_pdrop": 0.0,
+}
+"""The 2-layer, 32-wide shape (dropout off) of the tiny models shared by the tests."""
+
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer():
@@ -27,18 +38,7 @@ def tiny_config():
     """A 2-layer, 32-wide GPT-2 config with a small vocabulary and dropout off."""
     from hf_gpt2 import HfGPT2Config
 
-    return HfGPT2Config(
-        vocab_size=96,
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
+    return HfGPT2Config(vocab_size=96, bos_token_id=0, eos_token_id=0, **TINY_SHAPE)
 
 
 @pytest.fixture
@@ -56,14 +56,5 @@ def tiny_stock_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=50257,
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
+    config = GPT2Config(vocab_size=50257, **TINY_SHAPE)
     return GPT2LMHeadModel(config).eval()
