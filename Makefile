@@ -7,7 +7,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install sky-env test test-fast lint format quickstart bench clean
+.PHONY: install sky-env test test-fast lint format quickstart bench gpu-wheels gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ quickstart: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/generate.py
+
+# The GPU machine has PyTorch but no network: carry wheels of the versions tested here, then run every GPU check there.
+gpu-wheels: $(STAMP)
+	rm -f .whl/*.whl
+	$(BIN)/python benchmarks/gpu_wheels.py --dest .whl
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) $(SKY_VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -94,15 +94,71 @@ def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_throughput_script_smoke_runs_on_cpu():
+    results = _load_benchmark("gpu_throughput").main(["--smoke"])
+    assert [(r["model"], r["compiled"]) for r in results] == [
+        ("hf_gpt2", False), ("hf_gpt2-nochunk", False), ("stock", False),
+        ("hf_gpt2", True), ("hf_gpt2-nochunk", True), ("stock", True),
+    ]  # fmt: skip
+    assert all("error" not in r and r["tokens_per_s"] > 0 for r in results), results
+    assert all(r["vs_stock"] > 0 for r in results) and [r["vs_stock"] for r in results][2::3] == [1.0, 1.0]
+    # the same seed, data and steps: the chunked and the plain loss train the same model
+    by_name = {(r["model"], r["compiled"]): r["loss"] for r in results}
+    for compiled in (False, True):
+        assert by_name["hf_gpt2", compiled] == pytest.approx(by_name["hf_gpt2-nochunk", compiled], rel=2e-2)
+
+
+def _load_benchmark(name: str):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
-    spec = importlib.util.spec_from_file_location("gpu_throughput", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    results = script.main(["--smoke"])
-    assert [(r["model"], r["compiled"]) for r in results] == [
-        ("hf_gpt2", False), ("stock", False), ("hf_gpt2", True), ("stock", True),
-    ]  # fmt: skip
-    assert all("error" not in r and r["tokens_per_s"] > 0 for r in results), results
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_wheels_carry_every_dependency_the_gpu_image_lacks():
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    wheels = _load_benchmark("gpu_wheels")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+
+    def normalize(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    required = {normalize(re.split(r"[<>=!~ \[;]", dep)[0]) for dep in pyproject["project"]["dependencies"]}
+    carried = {normalize(name) for name in wheels.CARRIED}
+    missing = required - carried - {normalize(name) for name in wheels.ON_THE_GPU_IMAGE}
+    assert not missing, f"add {missing} to benchmarks/gpu_wheels.py CARRIED (or ON_THE_GPU_IMAGE)"
+    pins = wheels.pinned()
+    assert len(pins) == len(wheels.CARRIED)
+    for pin in pins:
+        name, version = pin.split("==")
+        assert importlib.metadata.version(name) == version  # the versions the tests run with here
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_every_step_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh end to end without a GPU: imports, the throughput benchmark (--smoke), the GPU tests."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ, PYTHON=sys.executable, THROUGHPUT_ARGS="--smoke", HF_GPT2_WHEELS=str(tmp_path / "no-wheels")
+    )
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    summary = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert summary == ["imports: ok", "throughput: ok", "tests: ok"]
+    assert "transformers " in (tmp_path / "out" / "env.txt").read_text()
+    assert "hf_gpt2-nochunk" in (tmp_path / "out" / "throughput.log").read_text()
+    assert (tmp_path / "out" / "gpu_throughput.json").is_file() and (tmp_path / "out" / "pytest_gpu.log").is_file()
