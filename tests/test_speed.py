@@ -68,7 +68,10 @@ def test_prefetch_loader_moves_batches_and_resumes_exactly_on_cuda():
     assert [int(b["input_ids"][0, 0]) for b in resumed] == [2, 3, 4, 5]
 
 
-def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path):
+@pytest.mark.parametrize(
+    "backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)]
+)  # inductor is the training loop's backend: it generates and builds C++ kernels here (~30 s), Triton on CUDA
+def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path, backend):
     config = HfGPT2Config(
         vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
         attn_pdrop=0.0, loss_chunk_size=16,
@@ -77,7 +80,7 @@ def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path):
     eager = HfGPT2ForCausalLM(config).train()
     compiled = HfGPT2ForCausalLM(config).train()
     compiled.load_state_dict(eager.state_dict())
-    assert compile_model(compiled, backend="aot_eager") is compiled  # inductor: same graphs, minutes on CPU
+    assert compile_model(compiled, backend=backend) is compiled
     micro_batches = [torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(i)) for i in range(2)]
     for model in (eager, compiled):
         for x in micro_batches:  # gradient accumulation over two micro-batches
@@ -90,6 +93,19 @@ def test_compiled_model_accumulates_gradients_and_saves_plain_names(tmp_path):
 
     with safe_open(tmp_path / "model.safetensors", "pt") as f:
         assert not any("_orig_mod" in key for key in f.keys())
+
+
+@pytest.mark.parametrize("loss_chunk_size", [16, 0])
+def test_the_training_forward_and_loss_compile_as_one_graph(loss_chunk_size):
+    """A graph break would split the compiled step (stock GPT2LMHeadModel has one); the chunked loss has none."""
+    from torch import _dynamo
+
+    config = HfGPT2Config(
+        vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2, loss_chunk_size=loss_chunk_size
+    )
+    x = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    explained = _dynamo.explain(HfGPT2ForCausalLM(config).train())(x, labels=x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
 
 
 @pytest.mark.slow
