@@ -275,6 +275,31 @@ def test_truncated_or_missing_files_are_named(tmp_path, accelerated):
         verify_checkpoint(path)
 
 
+def test_a_checkpoint_without_this_process_files_is_refused(tmp_path, accelerated):
+    from hf_gpt2.training.checkpointing import check_resumable, load_checkpoint, save_checkpoint, write_manifest
+
+    accelerator, _, _ = accelerated
+    path = save_checkpoint(accelerator, tmp_path, {"step": 1}, {}, keep_last=1)
+    (path / "random_states_0.pkl").unlink()  # accelerate's load_state would carry on without the RNG states
+    write_manifest(path)
+    with pytest.raises(CheckpointError, match="no random_states_0.pkl for process 0"):
+        load_checkpoint(accelerator, path)
+    with pytest.raises(CheckpointError, match="saved by 1 processes; resume it with 1 processes, not 2"):
+        check_resumable(path, {"num_processes": 1}, 1, 2)
+
+
+def test_a_saved_checkpoint_keeps_no_marker_and_lists_its_per_process_files(tmp_path, accelerated):
+    import json
+
+    from hf_gpt2.training.checkpointing import MANIFEST, save_checkpoint
+
+    accelerator, _, _ = accelerated
+    path = save_checkpoint(accelerator, tmp_path / "new" / "checkpoints", {"step": 2}, {"position": 5}, keep_last=1)
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert {"random_states_0.pkl", "data_state_0.pt", "train_state.json"} <= set(manifest)
+    assert not [p.name for p in path.iterdir() if p.name.startswith(".")]
+
+
 # -- run folders -----------------------------------------------------------------------------------------------------
 
 
