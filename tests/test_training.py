@@ -349,6 +349,24 @@ def test_resume_latest_of_a_named_run_without_checkpoint_starts_fresh(tmp_path):
     assert resolve_run(run_recipe(tmp_path, resume_from="latest")) == (tmp_path / "r", None)
 
 
+def test_a_checkpoint_folder_this_node_cannot_see_is_an_error_and_hub_downloads_it_here(tmp_path, monkeypatch):
+    from hf_gpt2.training.run_folder import checkpoint_on_this_node
+
+    seen = tmp_path / "r" / "checkpoints" / "step-5"
+    seen.mkdir(parents=True)
+    assert checkpoint_on_this_node("latest", seen) == seen
+    elsewhere = tmp_path / "main-node" / "r" / "checkpoints" / "step-5"  # the main's disk, not this node's
+    for spec in ("latest", str(elsewhere), None):
+        with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {elsewhere}, chosen by the main process")):
+            checkpoint_on_this_node(spec, elsewhere)
+    with pytest.raises(CheckpointError, match="shares, or resume from the Hub with train.resume_from=hub:USER/NAME"):
+        checkpoint_on_this_node("latest", elsewhere)
+    downloads = []
+    monkeypatch.setattr("hf_gpt2.hub.download_checkpoint", lambda spec: downloads.append(spec) or seen)
+    assert checkpoint_on_this_node("hub:user/run@checkpoints", elsewhere) == seen
+    assert downloads == ["hub:user/run@checkpoints"]
+
+
 def test_mfu_is_reported_as_a_fraction():
     from hf_gpt2.training.metrics import flops_per_token
 
