@@ -17,6 +17,7 @@ import random
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -26,7 +27,7 @@ from accelerate import Accelerator
 from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.training.checkpointing import MANIFEST, load_checkpoint, save_checkpoint
-from hf_gpt2.training.loop import find_checkpoint_everywhere
+from hf_gpt2.training.loop import find_checkpoint_everywhere, saved_at_this_step
 
 STEP = 3
 ROOT = Path("run/checkpoints")
@@ -81,6 +82,8 @@ def main(mode: str, base: Path) -> None:
         check_main_folder(main_folder, accelerator.num_processes)
     else:
         assert not any(here.iterdir()), sorted(here.rglob("*"))  # the stray folder on "node 1" is gone
+    # After SIGTERM, every process must agree whether this step is saved (saving again takes them all).
+    assert saved_at_this_step(SimpleNamespace(accelerator=accelerator, checkpoint_root=ROOT, step=STEP))
     accelerator.wait_for_everyone()
 
     # A local path that a process does not see is one error on every process; hub: downloads it on that node.

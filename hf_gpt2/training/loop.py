@@ -357,8 +357,8 @@ def train(trainer: Trainer) -> bool:
     with logging_redirect_tqdm(), bar:  # log lines print above the bar instead of through it
         while trainer.step < recipe.train.max_steps:
             if _stop_agreed(trainer):
-                latest = checkpointing.latest_checkpoint(trainer.checkpoint_root)
-                path = latest if latest and latest.name == f"step-{trainer.step}" else save(trainer)
+                saved = trainer.checkpoint_root / f"step-{trainer.step}"
+                path = saved if saved_at_this_step(trainer) else save(trainer)
                 logger.info("SIGTERM: saved %s at step %d; continue with train.resume_from=latest", path, trainer.step)
                 return False
             loss, grad_norm, lr = optimizer_step(trainer)
@@ -373,6 +373,20 @@ def train(trainer: Trainer) -> bool:
             if save_every and trainer.step % save_every == 0:
                 save(trainer)
     return True
+
+
+def saved_at_this_step(trainer: Trainer) -> bool:
+    """Whether the newest checkpoint is of the current step, as the main process sees it.
+
+    Every process gets the main's answer: saving takes every process, and on a node that does not share the main's
+    filesystem there is no checkpoint to see.
+    """
+
+    def newest_is_this_step() -> bool:
+        latest = checkpointing.latest_checkpoint(trainer.checkpoint_root)
+        return latest is not None and latest.name == f"step-{trainer.step}"
+
+    return _main_decides(trainer.accelerator.state, newest_is_this_step)
 
 
 def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
