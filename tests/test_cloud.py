@@ -136,6 +136,19 @@ def test_dry_run_without_hub_repo_warns_and_needs_no_token(project, capsys, capl
     assert task["name"].startswith("tiny-")
 
 
+def test_a_multi_node_launch_says_where_checkpoints_go_and_warns_about_local_resumes(project, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    code, out, err = _cli(capsys, "launch", "recipes/tiny.yaml", "--nodes", "2", "hub.repo_id=me/tiny", "--dry-run")
+    assert code == 0, err
+    assert yaml.safe_load(out)["num_nodes"] == 2
+    assert "completed on the head node" in caplog.text and "resumes every node from the Hub" in caplog.text
+    assert "on the head node only" not in caplog.text
+    caplog.clear()
+    code, _, err = _cli(capsys, "launch", "recipes/tiny.yaml", "--nodes", "2", "train.resume_from=latest", "--dry-run")
+    assert code == 0, err
+    assert "train.resume_from=latest: a local checkpoint is on the head node only" in caplog.text
+
+
 def test_recipe_outside_the_workdir_travels_as_a_file_mount(project, tmp_path, capsys):
     outside = tmp_path / "mine.yaml"
     outside.write_text(TINY_RECIPE)

@@ -275,6 +275,31 @@ def test_truncated_or_missing_files_are_named(tmp_path, accelerated):
         verify_checkpoint(path)
 
 
+def test_a_checkpoint_without_this_process_files_is_refused(tmp_path, accelerated):
+    from hf_gpt2.training.checkpointing import check_resumable, load_checkpoint, save_checkpoint, write_manifest
+
+    accelerator, _, _ = accelerated
+    path = save_checkpoint(accelerator, tmp_path, {"step": 1}, {}, keep_last=1)
+    (path / "random_states_0.pkl").unlink()  # accelerate's load_state would carry on without the RNG states
+    write_manifest(path)
+    with pytest.raises(CheckpointError, match="no random_states_0.pkl for process 0"):
+        load_checkpoint(accelerator, path)
+    with pytest.raises(CheckpointError, match="saved by 1 processes; resume it with 1 processes, not 2"):
+        check_resumable(path, {"num_processes": 1}, 1, 2)
+
+
+def test_a_saved_checkpoint_keeps_no_marker_and_lists_its_per_process_files(tmp_path, accelerated):
+    import json
+
+    from hf_gpt2.training.checkpointing import MANIFEST, save_checkpoint
+
+    accelerator, _, _ = accelerated
+    path = save_checkpoint(accelerator, tmp_path / "new" / "checkpoints", {"step": 2}, {"position": 5}, keep_last=1)
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert {"random_states_0.pkl", "data_state_0.pt", "train_state.json"} <= set(manifest)
+    assert not [p.name for p in path.iterdir() if p.name.startswith(".")]
+
+
 # -- run folders -----------------------------------------------------------------------------------------------------
 
 
@@ -322,6 +347,24 @@ def test_resume_latest_of_a_named_run_without_checkpoint_starts_fresh(tmp_path):
     from hf_gpt2.training.run_folder import resolve_run
 
     assert resolve_run(run_recipe(tmp_path, resume_from="latest")) == (tmp_path / "r", None)
+
+
+def test_a_checkpoint_folder_this_node_cannot_see_is_an_error_and_hub_downloads_it_here(tmp_path, monkeypatch):
+    from hf_gpt2.training.run_folder import checkpoint_on_this_node
+
+    seen = tmp_path / "r" / "checkpoints" / "step-5"
+    seen.mkdir(parents=True)
+    assert checkpoint_on_this_node("latest", seen) == seen
+    elsewhere = tmp_path / "main-node" / "r" / "checkpoints" / "step-5"  # the main's disk, not this node's
+    for spec in ("latest", str(elsewhere), None):
+        with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {elsewhere}, chosen by the main process")):
+            checkpoint_on_this_node(spec, elsewhere)
+    with pytest.raises(CheckpointError, match="shares, or resume from the Hub with train.resume_from=hub:USER/NAME"):
+        checkpoint_on_this_node("latest", elsewhere)
+    downloads = []
+    monkeypatch.setattr("hf_gpt2.hub.download_checkpoint", lambda spec: downloads.append(spec) or seen)
+    assert checkpoint_on_this_node("hub:user/run@checkpoints", elsewhere) == seen
+    assert downloads == ["hub:user/run@checkpoints"]
 
 
 def test_mfu_is_reported_as_a_fraction():

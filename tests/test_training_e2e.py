@@ -342,12 +342,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def accelerate_launch(config: str, recipe: Path, *overrides: str) -> subprocess.CompletedProcess:
+def accelerate_launch(config: str, script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file accelerate_configs/CONFIG SCRIPT ARGS` from the repository root."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}"]
     if config == "cpu_ddp.yaml":
         command += ["--main_process_port", str(free_port())]
-    command += ["train.py", str(recipe), *overrides]
-    return subprocess.run(command, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=600)
+    command += [script, *args]
+    return subprocess.run(command, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -371,10 +372,10 @@ def test_quickstart_on_two_cpu_processes_matches_one_with_the_same_global_batch(
         "optim.warmup_steps=2",
         "sample.max_new_tokens=4",
     ]
-    recipe = REPO / "recipes" / "quickstart.yaml"
-    one = accelerate_launch("cpu.yaml", recipe, "run.name=ddp1", *tiny)
+    recipe = str(REPO / "recipes" / "quickstart.yaml")
+    one = accelerate_launch("cpu.yaml", "train.py", recipe, "run.name=ddp1", *tiny)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = accelerate_launch("cpu_ddp.yaml", recipe, "run.name=ddp2", *tiny)
+    two = accelerate_launch("cpu_ddp.yaml", "train.py", recipe, "run.name=ddp2", *tiny)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 process(es)" in two.stderr and "1 accumulation" in two.stderr and "2 accumulation" in one.stderr
     val = [json.loads((workspace / f"runs/{n}/eval.json").read_text())["val_loss"] for n in ("ddp1", "ddp2")]
@@ -382,6 +383,24 @@ def test_quickstart_on_two_cpu_processes_matches_one_with_the_same_global_batch(
     assert val[0] < 10.0  # it learned something (ln 50257 = 10.8 at the start)
     saved = json.loads((workspace / "runs/ddp2/checkpoints/step-12/train_state.json").read_text())
     assert saved["num_processes"] == 2 and (workspace / "runs/ddp2/checkpoints/step-12/data_state_1.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("mode", ["node-local", "shared"])
+def test_two_nodes_checkpoint_to_the_main_process_and_each_resumes_its_own_state(tmp_path, mode):
+    """Each process saves into its own folder ("node-local": as on nodes that share no disk) or into one ("shared").
+
+    The main's checkpoint must hold and list both processes' RNG states and data positions, the other "node" must
+    keep no stray folder (and nothing may be deleted on the shared disk), a local folder that a process cannot see
+    must be one error on both processes, and each process must resume its own state from a per-process copy, as a
+    Hub download gives it. The checks run inside tests/node_local_checkpoint.py.
+    """
+    result = accelerate_launch("cpu_ddp.yaml", "tests/node_local_checkpoint.py", mode, str(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / f"{mode}.ok").is_file()
+    if mode == "node-local":
+        assert "wrote the per-process files sent by processes [1]" in result.stderr
 
 
 def test_resuming_with_a_model_that_does_not_fit_changes_nothing(workspace, finished_run, capsys):

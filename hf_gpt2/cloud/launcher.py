@@ -92,10 +92,7 @@ def plan_launch(recipe_path: str, overrides: list[str], options: LaunchOptions, 
     if options.nodes < 1:
         raise CloudError(f"--nodes must be >= 1, got {options.nodes}")
     if options.nodes > 1:
-        logger.warning(
-            "multi-node: SkyPilot's nodes share no filesystem, and a checkpoint's per-process states (data position, "
-            "RNG) are written on each node; resuming a multi-node run from the Hub is not verified"
-        )
+        _explain_multi_node(recipe.train.resume_from)
     if options.managed and options.keep:
         logger.warning("--keep has no effect on a managed job: SkyPilot releases its cluster when the job ends")
     repo_id = recipe.hub.repo_id
@@ -125,6 +122,21 @@ def plan_launch(recipe_path: str, overrides: list[str], options: LaunchOptions, 
         hub_repo_id=repo_id,
         output_dir=recipe.run.output_dir,
     )
+
+
+def _explain_multi_node(resume_from: str | None) -> None:
+    """SkyPilot's nodes share no filesystem: say where checkpoints go and which resumes work."""
+    logger.info(
+        "multi-node: each checkpoint is completed on the head node (the other nodes send it their processes' RNG "
+        "states and data positions) and pushed from there; a relaunch resumes every node from the Hub"
+    )
+    if resume_from is not None and not resume_from.startswith("hub:"):
+        logger.warning(
+            "train.resume_from=%s: a local checkpoint is on the head node only (the nodes share no filesystem) and "
+            "the other nodes stop with an error; resume from the Hub with train.resume_from=hub:USER/NAME, or put "
+            "run.output_dir on storage that every node mounts",
+            resume_from,
+        )
 
 
 def render_checked(plan: LaunchPlan, project_root: Path) -> tuple[str, bool]:

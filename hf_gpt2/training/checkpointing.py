@@ -5,6 +5,10 @@ A checkpoint folder ``checkpoints/step-N/`` holds what ``accelerator.save_state`
 per process (the loader position), ``train_state.json`` (step, tokens, process count) and ``manifest.json`` (sha256 of
 every file, checked before loading so that a damaged file is named). It is written to ``checkpoints/.tmp-step-N/`` and
 renamed when complete, so a run killed mid-save leaves the previous checkpoints intact.
+
+The folder is complete on the main process's filesystem even when the nodes of a multi-node run share none: every
+process that does not see the main's temporary folder (it lacks the main's marker file) sends its own per-process
+files to the main process, which writes them, and removes the folder that ``save_state`` created on its own node.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, gather_object
 
 from hf_gpt2.errors import CheckpointError
 
@@ -29,6 +35,19 @@ TRAIN_STATE = "train_state.json"
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TMP_PREFIX = ".tmp-"
+_MAIN_MARKER = ".main-process-token"
+"""Written by the main process into the temporary folder; another process that reads the same token shares it."""
+_PER_PROCESS_FILE = re.compile(r"^(random_states|data_state)_\d+\.(pkl|pt)$")
+
+
+def data_state_name(process_index: int) -> str:
+    """The file of one process's loader position."""
+    return f"data_state_{process_index}.pt"
+
+
+def random_states_name(process_index: int) -> str:
+    """The file of one process's RNG states, as ``accelerator.save_state`` names it."""
+    return f"random_states_{process_index}.pkl"
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
@@ -102,34 +121,117 @@ def save_checkpoint(
 
     Args:
         accelerator: the run's accelerator (its prepared model and optimizer are saved with ``save_state``).
-        root: the run's ``checkpoints/`` folder.
+        root: the run's ``checkpoints/`` folder, as this process sees it (on another node it may be another disk).
         train_state: JSON-able counters; must hold ``step``.
         data_state: this process's loader ``state_dict()``.
         keep_last: keep this many newest checkpoints (0 keeps all).
 
     Returns:
-        The new ``root/step-N`` folder.
+        The new ``root/step-N`` folder (complete on the main process's filesystem).
+
+    Raises:
+        CheckpointError: a process that does not share the main's filesystem wrote files other than its own
+            per-process ones (sharded states), which the checkpoint on the main's filesystem would lack.
     """
     step = train_state["step"]
     final, tmp = root / f"step-{step}", root / f"{_TMP_PREFIX}step-{step}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
+    new_parents = _missing_folders(root)  # before anyone creates them: what save_state makes on another disk
+    token = _start_tmp(accelerator, tmp)
     accelerator.save_state(str(tmp))
-    torch.save(data_state, tmp / f"data_state_{accelerator.process_index}.pt")
+    torch.save(data_state, tmp / data_state_name(accelerator.process_index))
     accelerator.wait_for_everyone()
+    shares_main = _holds_token(tmp, token)
+    sent = _gather_per_process_files(accelerator, tmp, shares_main)
+    if not shares_main:
+        _remove_stray(tmp, new_parents)
+    _check_nothing_stranded(tmp, sent)
     if accelerator.is_main_process:
-        state = {**train_state, "num_processes": accelerator.num_processes}
-        (tmp / TRAIN_STATE).write_text(json.dumps(state, indent=1))
-        write_manifest(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _complete(tmp, final, {**train_state, "num_processes": accelerator.num_processes}, sent)
         rotate_checkpoints(root, keep_last)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _complete(tmp: Path, final: Path, train_state: dict[str, Any], sent: list[tuple[dict, list]]) -> None:
+    """On the main process: add the files other nodes sent, the train state and the manifest; rename to ``final``."""
+    senders = [rank for rank, (files, _) in enumerate(sent) if files]
+    for files, _ in sent:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+    if senders:
+        logger.info("%s: wrote the per-process files sent by processes %s", final.name, senders)
+    (tmp / _MAIN_MARKER).unlink()
+    (tmp / TRAIN_STATE).write_text(json.dumps(train_state, indent=1))
+    write_manifest(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def _start_tmp(accelerator: Accelerator, tmp: Path) -> str:
+    """Create an empty ``tmp`` with the marker on the main process; return the marker's token to every process."""
+    box = [secrets.token_hex(16) if accelerator.is_main_process else None]
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / _MAIN_MARKER).write_text(box[0])
+    if accelerator.num_processes > 1:
+        broadcast_object_list(box)  # also the barrier: nobody looks for tmp before it exists
+    return box[0]
+
+
+def _holds_token(folder: Path, token: str) -> bool:
+    try:
+        return (folder / _MAIN_MARKER).read_text() == token
+    except OSError:
+        return False
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist, deepest first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _gather_per_process_files(accelerator: Accelerator, tmp: Path, shares_main: bool) -> list[tuple[dict, list]]:
+    """Every process's ``({name: bytes} of its per-process files, other files in its folder)``.
+
+    Both are empty for a process that shares the main's folder; a process that does not sends its RNG states and
+    data position, and names the rest of its folder (the files that ``save_state`` wrote there for any process).
+    """
+    files: dict[str, bytes] = {}
+    others: list[str] = []
+    if not shares_main:
+        mine = (random_states_name(accelerator.process_index), data_state_name(accelerator.process_index))
+        files = {name: (tmp / name).read_bytes() for name in mine}
+        others = [str(p.relative_to(tmp)) for p in _files(tmp) if not _PER_PROCESS_FILE.match(p.name)]
+    if accelerator.num_processes == 1:
+        return [(files, others)]
+    return gather_object([(files, others)])
+
+
+def _remove_stray(tmp: Path, new_parents: list[Path]) -> None:
+    """Remove the node-local temporary folder (never the main's) and the parents that ``save_state`` created."""
+    shutil.rmtree(tmp, ignore_errors=True)  # other processes of this node may be removing it too
+    for folder in new_parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already removed by another process of this node
+            break
+
+
+def _check_nothing_stranded(tmp: Path, sent: list[tuple[dict, list]]) -> None:
+    stranded = sorted({name for _, others in sent for name in others})
+    if stranded:
+        raise CheckpointError(
+            f"checkpoint {tmp.name.removeprefix(_TMP_PREFIX)} is incomplete: {', '.join(stranded[:5])} were written "
+            "on a node that does not share the main process's filesystem (sharded model or optimizer states); "
+            "put run.output_dir on a filesystem every node shares"
+        )
 
 
 def rotate_checkpoints(root: Path, keep_last: int) -> None:
@@ -141,6 +243,26 @@ def rotate_checkpoints(root: Path, keep_last: int) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def check_resumable(folder: Path, train_state: dict[str, Any], process_index: int, num_processes: int) -> None:
+    """Check that this process can resume from ``folder``: same process count, and its own files are there.
+
+    Raises:
+        CheckpointError: the checkpoint was saved by another number of processes, or lacks this process's files.
+    """
+    saved = train_state.get("num_processes", 1)
+    if saved != num_processes:
+        raise CheckpointError(
+            f"checkpoint {folder} was saved by {saved} processes; resume it with {saved} processes, "
+            f"not {num_processes}"
+        )
+    names = (random_states_name(process_index), data_state_name(process_index))
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {folder} is incomplete: it has no {' and no '.join(missing)} for process {process_index}"
+        )
+
+
 def load_checkpoint(accelerator: Accelerator, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore a checkpoint into the prepared objects and the RNGs; return (train state, this process's data state).
 
@@ -148,17 +270,12 @@ def load_checkpoint(accelerator: Accelerator, folder: Path) -> tuple[dict[str, A
         CheckpointError: a file is missing or corrupt, or the checkpoint was saved with another number of processes.
     """
     train_state = verify_checkpoint(folder)
-    saved = train_state.get("num_processes", 1)
-    if saved != accelerator.num_processes:
-        raise CheckpointError(
-            f"checkpoint {folder} was saved by {saved} processes; resume it with {saved} processes, "
-            f"not {accelerator.num_processes}"
-        )
+    check_resumable(folder, train_state, accelerator.process_index, accelerator.num_processes)
     try:
         accelerator.load_state(str(folder))
     except Exception as err:  # any failure to deserialise: a damaged or foreign checkpoint
         raise CheckpointError(f"cannot load checkpoint {folder}: {type(err).__name__}: {err}") from err
-    data_path = folder / f"data_state_{accelerator.process_index}.pt"
+    data_path = folder / data_state_name(accelerator.process_index)
     try:
         data_state = torch.load(data_path, weights_only=False)
     except Exception as err:

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, gather_object, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from hf_gpt2.errors import HfGPT2Error
+from hf_gpt2.errors import CheckpointError, HfGPT2Error
 from hf_gpt2.training import checkpointing, metrics
 from hf_gpt2.training.components import (
     BatchPlan,
@@ -35,7 +35,7 @@ from hf_gpt2.training.components import (
     to_model_batch,
 )
 from hf_gpt2.training.optim import build_optimizer, lr_at, set_lr
-from hf_gpt2.training.run_folder import resolve_run
+from hf_gpt2.training.run_folder import checkpoint_on_this_node, resolve_run
 from hf_gpt2.training.speed import PrefetchLoader, compile_model, configure_backends
 
 logger = get_logger(__name__)
@@ -99,7 +99,7 @@ def run_training(recipe: Any) -> Path:
     check_eval_tasks(recipe)
     run_dir, checkpoint = _main_decides(state, lambda: resolve_run(recipe))
     if checkpoint is not None:
-        _main_decides(state, lambda: checkpointing.verify_checkpoint(checkpoint))
+        checkpoint = find_checkpoint_everywhere(state, recipe.train.resume_from, checkpoint)
     accelerator = Accelerator(
         cpu=cpu,
         gradient_accumulation_steps=plan.grad_accum_steps,
@@ -137,18 +137,56 @@ def use_cpu() -> bool:
 
 def _main_decides(state: PartialState, decide):
     """Run ``decide`` on the main process and share its result (or its error) with every process."""
-    box: list[Any] = [None]
-    if state.is_main_process:
-        try:
-            box[0] = ("ok", decide())
-        except HfGPT2Error as err:
-            box[0] = ("error", err)
+    box = [_attempt(decide) if state.is_main_process else None]
     if state.num_processes > 1:
         broadcast_object_list(box)
-    kind, value = box[0]
-    if kind == "error":
-        raise value
-    return value
+    return _agreed(box)[0]
+
+
+def find_checkpoint_everywhere(state: PartialState, spec: str | None, decided: Path) -> Path:
+    """This process's path to the checkpoint the main process chose, verified; every process raises any one's error.
+
+    A process that does not see the main's folder (another node, no shared filesystem) downloads a ``hub:``
+    checkpoint into its own node's cache, the node's first process before the others; a local folder it cannot see is
+    an error. Every process checks the files (manifest, its own per-process files) and that it found the same step.
+
+    Raises:
+        CheckpointError: on every process, when any process cannot find or verify the checkpoint, or found another.
+    """
+
+    def find() -> tuple[Path, dict[str, Any]]:
+        path = checkpoint_on_this_node(spec, decided)
+        train_state = checkpointing.verify_checkpoint(path)
+        checkpointing.check_resumable(path, train_state, state.process_index, state.num_processes)
+        return path, train_state
+
+    with state.local_main_process_first():  # errors are caught inside, so that every process reaches the barrier
+        outcome = _attempt(find)
+    found = _agreed(gather_object([outcome]) if state.num_processes > 1 else [outcome])
+    main_path, main_state = found[0]
+    for index, (path, train_state) in enumerate(found):
+        if train_state != main_state:
+            raise CheckpointError(
+                f"process {index} found checkpoint {path} at step {train_state.get('step')}, the main process "
+                f"{main_path} at step {main_state.get('step')}: a newer step was pushed during the resume; start again"
+            )
+    return found[state.process_index][0]
+
+
+def _attempt(fn) -> tuple[bool, Any]:
+    """(True, what ``fn`` returns) or (False, the project error it raised)."""
+    try:
+        return True, fn()
+    except HfGPT2Error as err:
+        return False, err
+
+
+def _agreed(outcomes: list[tuple[bool, Any]]) -> list[Any]:
+    """The results of the processes' attempts, in process order; the first error is raised instead."""
+    for ok, value in outcomes:
+        if not ok:
+            raise value
+    return [value for _, value in outcomes]
 
 
 def build_data(recipe: Any, tokenizer: Any, accelerator: Accelerator) -> tuple[Any, type]:
@@ -319,8 +357,8 @@ def train(trainer: Trainer) -> bool:
     with logging_redirect_tqdm(), bar:  # log lines print above the bar instead of through it
         while trainer.step < recipe.train.max_steps:
             if _stop_agreed(trainer):
-                latest = checkpointing.latest_checkpoint(trainer.checkpoint_root)
-                path = latest if latest and latest.name == f"step-{trainer.step}" else save(trainer)
+                saved = trainer.checkpoint_root / f"step-{trainer.step}"
+                path = saved if saved_at_this_step(trainer) else save(trainer)
                 logger.info("SIGTERM: saved %s at step %d; continue with train.resume_from=latest", path, trainer.step)
                 return False
             loss, grad_norm, lr = optimizer_step(trainer)
@@ -335,6 +373,20 @@ def train(trainer: Trainer) -> bool:
             if save_every and trainer.step % save_every == 0:
                 save(trainer)
     return True
+
+
+def saved_at_this_step(trainer: Trainer) -> bool:
+    """Whether the newest checkpoint is of the current step, as the main process sees it.
+
+    Every process gets the main's answer: saving takes every process, and on a node that does not share the main's
+    filesystem there is no checkpoint to see.
+    """
+
+    def newest_is_this_step() -> bool:
+        latest = checkpointing.latest_checkpoint(trainer.checkpoint_root)
+        return latest is not None and latest.name == f"step-{trainer.step}"
+
+    return _main_decides(trainer.accelerator.state, newest_is_this_step)
 
 
 def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:

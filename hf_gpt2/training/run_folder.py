@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from pathlib import Path
 
-from hf_gpt2.errors import RunFolderError
+from hf_gpt2.errors import CheckpointError, RunFolderError
 
 _ADJECTIVES = (
     "admiring adoring affectionate amazing awesome blissful bold brave busy calm charming clever cool compassionate "
@@ -80,6 +81,8 @@ def resolve_run(recipe) -> tuple[Path, Path | None]:
       - a checkpoint folder (``.../checkpoints/step-N``) or a run folder (its newest checkpoint);
       - ``hub:USER/NAME[@REV]``: downloaded with ``hf_gpt2.hub.download_checkpoint``; the run gets a new folder.
 
+    It runs on the main process; every process then finds the checkpoint with :func:`checkpoint_on_this_node`.
+
     Raises:
         RunFolderError: the folder exists for a fresh run, or there is nothing to resume.
         CheckpointError: the named checkpoint does not exist.
@@ -93,6 +96,26 @@ def resolve_run(recipe) -> tuple[Path, Path | None]:
     if spec.startswith("hub:"):
         return _fresh_run_dir(output_dir, named), _download(spec)
     return _from_path(Path(spec), output_dir, named)
+
+
+def checkpoint_on_this_node(spec: str | None, decided: Path) -> Path:
+    """The checkpoint that the main process ``decided`` on, as this process finds it.
+
+    On a node that does not share the main's filesystem, a ``hub:`` checkpoint is downloaded again (into this node's
+    huggingface_hub cache); a local folder cannot be reached from here.
+
+    Raises:
+        CheckpointError: ``decided`` is a local folder that this process does not see.
+    """
+    if decided.is_dir():
+        return decided
+    if spec is not None and spec.startswith("hub:"):
+        return _download(spec)
+    raise CheckpointError(
+        f"checkpoint {decided}, chosen by the main process, is not on this node ({socket.gethostname()}): the nodes "
+        "do not share its filesystem; put run.output_dir on a filesystem every node shares, or resume from the Hub "
+        "with train.resume_from=hub:USER/NAME"
+    )
 
 
 def _fresh_run_dir(output_dir: Path, named: Path | None) -> Path:
@@ -129,7 +152,6 @@ def _download(spec: str) -> Path:
 
 
 def _from_path(path: Path, output_dir: Path, named: Path | None) -> tuple[Path, Path]:
-    from hf_gpt2.errors import CheckpointError
     from hf_gpt2.training.checkpointing import is_checkpoint, latest_checkpoint
 
     if is_checkpoint(path):
