@@ -405,3 +405,27 @@ def test_sft_accumulation_weights_every_trained_token_equally(tiny_config):
     torch.testing.assert_close(accumulated, model.transformer.wte.weight.grad, rtol=1e-4, atol=1e-7)
     trainer.recipe.data.format = "text"
     assert items_per_micro_batch(trainer, micro) is None
+
+
+def test_a_node_without_the_release_folder_evaluates_the_same_weights_from_memory(tiny_model, tmp_path):
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    from hf_gpt2.training.finish import load_release
+
+    PartialState(cpu=True)  # accelerate's logger needs it, as in a run
+    tiny_model.train()
+    accelerator = SimpleNamespace(
+        device=torch.device("cpu"),
+        distributed_type=DistributedType.MULTI_GPU,
+        process_index=8,
+        unwrap_model=lambda model, keep_torch_compile: model,
+    )
+    trainer = SimpleNamespace(accelerator=accelerator, model=tiny_model, recipe=SimpleNamespace())
+    trainer.recipe.train = SimpleNamespace(lora=SimpleNamespace(merge=True))
+    model = load_release(tmp_path / "final", trainer)  # the main node wrote final/ on its own disk
+    assert not model.training
+    assert model is tiny_model  # the trained weights themselves (no LoRA to merge)
+    accelerator.distributed_type = DistributedType.FSDP
+    with pytest.raises(RunFolderError, match=r"process 8 cannot see .*final.*shares"):
+        load_release(tmp_path / "final", trainer)

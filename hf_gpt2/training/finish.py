@@ -11,6 +11,7 @@ from typing import Any
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedType
 
+from hf_gpt2.errors import RunFolderError
 from hf_gpt2.release import generate_samples, save_release, save_stock_gpt2_export
 
 logger = get_logger(__name__)
@@ -31,7 +32,7 @@ def finish_run(trainer: Any) -> dict[str, Any]:
         trainer.pusher.close()
         trainer.pusher = None
     final = write_release(trainer)
-    model = load_release(final, accelerator)
+    model = load_release(final, trainer)
     report: dict[str, Any] = {
         "val_loss": trainer.last_val_loss,
         "val_perplexity": math.exp(min(trainer.last_val_loss, 50.0)),
@@ -93,13 +94,31 @@ def write_release(trainer: Any) -> Path:
     return final
 
 
-def load_release(final: Path, accelerator: Any) -> Any:
-    """Load the release folder back (as a user would) onto this process's device."""
+def load_release(final: Path, trainer: Any) -> Any:
+    """Load the release folder back (as a user would) onto this process's device.
+
+    On a node that does not share the main node's filesystem (multi-node without a shared disk) ``final/`` is not
+    there; such a process evaluates the same weights from memory instead (the trained model, merged like the release
+    when LoRA is on). That needs the whole model in memory, so FSDP/DeepSpeed across such nodes is refused.
+    """
     from transformers import AutoModelForCausalLM
 
     import hf_gpt2  # noqa: F401  (registers model_type hf_gpt2 with the Auto classes)
 
-    return AutoModelForCausalLM.from_pretrained(final).to(accelerator.device).eval()
+    accelerator = trainer.accelerator
+    if (final / "config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(final).to(accelerator.device).eval()
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise RunFolderError(
+            f"process {accelerator.process_index} cannot see {final}, which the main process wrote, and its "
+            f"{accelerator.distributed_type.value} shard is not the whole model; put run.output_dir on a "
+            "filesystem every node shares"
+        )
+    logger.info("%s is on the main node's disk: evaluating the same weights from memory here", final)
+    from hf_gpt2.finetune.lora import merge_for_release
+
+    unwrapped = accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
+    return merge_for_release(unwrapped, merge=trainer.recipe.train.lora.merge).eval()
 
 
 def log_samples(trainer: Any, model: Any) -> list[dict[str, str]]:
