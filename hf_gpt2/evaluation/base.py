@@ -25,7 +25,8 @@ class EvalOptions:
     stride: int | None = None
     """Rolling tasks: new tokens predicted per window after the first; None = ``context`` (disjoint windows)."""
     detokenize: bool = True
-    """Undo the tokenization of WikiText and CBT (``" @-@ "`` → ``"-"``, ``" ,"`` → ``","``) before scoring."""
+    """Undo the tokenization of WikiText, CBT, PTB and 1BW (``" @-@ "`` → ``"-"``, ``" ,"`` → ``","``) before
+    scoring."""
 
 
 class Task(abc.ABC):
