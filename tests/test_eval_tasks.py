@@ -368,7 +368,7 @@ def test_ptb_scores_the_split_as_one_stream(fmt, field, detokenize, tmp_path, gp
     stream = (
         "no it was n't black monday\nthe index fell N points to $ N billion\n<unk> said it 's a good deal"
         if not detokenize
-        else "no it wasn't black monday\nthe index fell1 points to $1 billion\n<unk> said it's a good deal"
+        else "no it wasn't black monday\nthe index fell 1 points to $1 billion\n<unk> said it's a good deal"
     )
     ids = [GPT2_EOS_ID] + gpt2_tokenizer(stream)["input_ids"]
     assert len(ids) <= 65  # one window of the tiny model's 64 positions
@@ -428,11 +428,10 @@ def test_lm1b_limit_takes_the_first_sentences(tmp_path, gpt2_tokenizer, tiny_sto
 
 
 def test_ptb_detokenizer_applies_megatrons_rules_in_order():
-    text = "no it was n't black monday \n he said ' we 're paid $ N or # N each ' \n the dow fell N points"
-    assert (
-        ptb_detokenize(text) == "no it wasn't black monday\nhe said' we're paid $1 or #1 each'\nthe dow fell1 points"
-    )
-    # as in Megatron-LM, " N " → "1 " also joins the placeholder to the word before ("fell1")
+    text = "no it was n't black monday \n he said ' we 're paid $ N or # N each ' \n N dows fell N N points \n N"
+    expected = "no it wasn't black monday\nhe said' we're paid $1 or #1 each'\n1 dows fell 1 1 points\n1"
+    assert ptb_detokenize(text) == expected
+    assert ptb_detokenize("<unk> Nasdaq N.") == "<unk> Nasdaq N."  # only the whole-token placeholder is a number
 
 
 def test_lm1b_detokenizer_joins_punctuation_and_contractions():

@@ -5,7 +5,8 @@ Mikolov's ``ptb.test.txt`` (whose lines start and end with a space) and the Hub'
 
 - ``ptb`` (Mikolov's preprocessing: lowercase, ``<unk>``, numbers as ``N``; 3,761 test sentences) is scored as ONE
   stream, the sentences joined by ``"\\n"``, after the EOS token, in rolling windows (``--context``/``--stride``),
-  like WikiText. The detokenizer is Megatron-LM's for zero-shot PTB (:func:`ptb_detokenize`).
+  like WikiText. The detokenizer is Megatron-LM's for zero-shot PTB, with its number rule fixed
+  (:func:`ptb_detokenize`).
 - ``lm1b`` (306,688 sentences of the Hub's test split) is scored one sentence at a time: each sentence is its own
   document after the EOS token (a sentence longer than the context rolls), because the corpus is shuffled at the
   sentence level and there is nothing to learn across sentence boundaries. The detokenizer is a small rule set of
@@ -37,12 +38,13 @@ from hf_gpt2.evaluation.sources import RECORD_SUFFIXES, HubSource, read_records,
 PTB_PARQUET = "hf://datasets/ptb-text-only/ptb_text_only@refs%2Fconvert%2Fparquet/penn_treebank/test/0000.parquet"
 LM1B_PARQUET = "hf://datasets/billion-word-benchmark/lm1b@refs%2Fconvert%2Fparquet/plain_text/test/*.parquet"
 
+_PTB_NUMBER = re.compile(r"(?<!\S)N(?!\S)")  # the placeholder N as a whole token
 _PTB_RULES = (
     (" '", "'"),
     (" \n", "\n"),
     ("\n ", "\n"),
     (" n't", "n't"),
-    (" N ", "1 "),
+    (_PTB_NUMBER, "1"),
     ("$ 1", "$1"),
     ("# 1", "#1"),
 )
@@ -53,13 +55,15 @@ _LM1B_CURRENCY = re.compile(r"\$ (?=[0-9])")
 
 
 def ptb_detokenize(text: str) -> str:
-    """Undo PTB's tokenization with Megatron-LM's zero-shot rules, in their order.
+    """Undo PTB's tokenization with Megatron-LM's zero-shot rules, in their order, with one fix.
 
-    ``" '"`` → ``"'"``, ``" \\n"``/``"\\n "`` → ``"\\n"``, ``" n't"`` → ``"n't"``, ``" N "`` → ``"1 "`` (the number
-    placeholder becomes a digit), ``"$ 1"`` → ``"$1"``, ``"# 1"`` → ``"#1"``.
+    ``" '"`` → ``"'"``, ``" \\n"``/``"\\n "`` → ``"\\n"``, ``" n't"`` → ``"n't"``, the number placeholder ``N``
+    (a whole token) → ``1``, ``"$ 1"`` → ``"$1"``, ``"# 1"`` → ``"#1"``. Megatron-LM writes the number rule as
+    ``" N "`` → ``"1 "``, which glues the digit to the word before ("fell N points" → "fell1 points") and leaves its
+    own ``"$ 1"`` rule nothing to do; here the digit keeps its spaces ("fell 1 points", "$ N" → "$1").
     """
     for old, new in _PTB_RULES:
-        text = text.replace(old, new)
+        text = old.sub(new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
     return text
 
 
