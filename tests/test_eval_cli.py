@@ -50,6 +50,9 @@ def folders(tmp_path_factory):
     (root / "lambada.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
     (root / "hellaswag.jsonl").write_text(json.dumps(HELLASWAG) + "\n")
     (root / "wiki.test.raw").write_text(" \n = Tiny = \n \n The tiny article has two lines . \n \n It ends here . \n")
+    (root / "ptb.test.txt").write_text(" no it was n't black monday \n the dow fell N points \n")
+    (root / "news.en.heldout-00000-of-00050").write_text("It 's a small test .\nShares rose 5 % .\n")
+    (root / "empty.txt").write_text("")
     return root
 
 
@@ -74,6 +77,30 @@ def test_eval_writes_results_json_and_prints_the_reference_table(folders, tmp_pa
     table = capsys.readouterr().out
     assert "GPT-2 paper 124M" in table and "lm-eval gpt2" in table
     assert any(line.startswith("lambada_openai") and "32.56" in line for line in table.splitlines())
+
+
+def test_ptb_and_lm1b_print_the_papers_numbers_beside_the_results(folders, tmp_path, capsys):
+    argv = [
+        "eval", "--model", str(folders / "stock"), "--tasks", "ptb,lm1b", "--data", f"ptb={folders / 'ptb.test.txt'}",
+        "--data", f"lm1b={folders / 'news.en.heldout-00000-of-00050'}", "--device", "cpu", "--no-progress",
+        "--output", str(tmp_path / "results.json"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["ptb"]["n"] == 2 and results["lm1b"]["n"] == 2
+    rows = {tuple(line.split()[:2]): line.split() for line in capsys.readouterr().out.splitlines()}
+    ptb_row = rows[("ptb", "word_perplexity")]
+    assert ptb_row[2] == f"{results['ptb']['word_perplexity']:.2f}" and ptb_row[3] == "65.85" and ptb_row[-1] == "2"
+    assert rows[("lm1b", "word_perplexity")][3] == "75.20"
+    assert ("ptb", "token_perplexity") in rows and ("lm1b", "token_perplexity") in rows
+
+
+def test_an_empty_ptb_file_is_one_line_and_exit_2(folders, capsys):
+    argv = ["eval", "--model", str(folders / "stock"), "--tasks", "ptb", "--data", f"ptb={folders / 'empty.txt'}"]
+    assert main([*argv, "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"ptb: {folders / 'empty.txt'} holds no sentences; pass Mikolov's ptb.test.txt" in err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 def test_stock_gpt2_and_its_hf_gpt2_conversion_give_identical_numbers(folders, tmp_path):
@@ -106,6 +133,7 @@ def test_a_folder_without_tokenizer_and_a_small_vocabulary_is_an_error(tmp_path)
         (["--tasks", "gpt2_paper"], "did you mean 'gpt2-paper'?"),
         (["--tasks", "hellaswag", "--data", "hellaswg=x.jsonl"], "did you mean 'hellaswag'?"),
         (["--tasks", "hellaswag", "--data", "hellaswag=/nonexistent/h.jsonl"], "hellaswag: data path"),
+        (["--tasks", "ptb", "--data", "ptb=/nonexistent/ptb.test.txt"], "ptb: data path '/nonexistent/ptb.test.txt'"),
         (["--tasks", "enwik8"], "enwik8 needs data: pass --data enwik8=PATH"),
         (["--tasks", "val_loss"], "val_loss needs data"),
         (["--tasks", "hellaswag", "--data", "hellaswag"], "--data expects TASK=PATH"),
@@ -120,7 +148,7 @@ def test_bad_input_is_one_line_and_exit_2(argv_tail, message, folders, capsys):
 
 
 def test_groups_expand_in_order_and_skip_tasks_that_need_data(tmp_path):
-    paper = ["lambada_openai", "lambada_openai_paper", "cbt_cn", "cbt_ne", "wikitext2", "wikitext103"]
+    paper = ["lambada_openai", "lambada_openai_paper", "cbt_cn", "cbt_ne", "wikitext2", "wikitext103", "ptb", "lm1b"]
     assert resolve_tasks("gpt2-paper") == paper
     (tmp_path / "text8").write_text("anarchism originated as a term of abuse")
     assert resolve_tasks(["all"], {"text8": str(tmp_path / "text8")}) == [*paper, "text8", "hellaswag"]

@@ -18,9 +18,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from hf_gpt2.errors import DataError
 from hf_gpt2.evaluation import EvalOptions, LoglikelihoodRequest, rolling_windows, run_tasks
 from hf_gpt2.evaluation.cbt import parse_cbt_text
 from hf_gpt2.evaluation.metrics import MultipleChoiceMetric
+from hf_gpt2.evaluation.sentence_level import lm1b_detokenize, ptb_detokenize
 from hf_gpt2.evaluation.wikitext import wikitext_detokenize
 from hf_gpt2.tokenization import GPT2_EOS_ID
 
@@ -318,3 +320,170 @@ def test_accelerator_single_process_gives_the_same_numbers(tmp_path, gpt2_tokeni
         accelerator=Accelerator(cpu=True),
     )
     assert accelerated == plain
+
+
+PTB_LINES = [  # Mikolov's ptb.test.txt layout: a space before and after every sentence
+    " no it was n't black monday \n",
+    " the index fell N points to $ N billion \n",
+    " <unk> said it 's a good deal \n",
+]
+LM1B_LINES = [  # the 1BW held-out files: one tokenized sentence per line, no surrounding spaces
+    "It 's not a particularly unusual thing , \" he said .\n",
+    "Shares rose 5 % to $ 30 ( a record ) .\n",
+    "The line\u2028separator stays inside one sentence .\n",  # U+2028: a line break to str.splitlines, not to 1BW
+    "They do n't know what they 'll find when they arrive , but the officials who run the program say that "
+    "the results so far have been far better than anyone expected when it began , and that more towns will join "
+    "next year , when the money from the state and the federal government finally arrives in the spring , along "
+    "with the new rules .\n",  # longer than the tiny model's context of 64 tokens
+]
+
+
+def one_window_log_likelihood(model, ids):
+    """Sum of log p(ids[i] | ids[:i]) for i ≥ 1, from one forward pass over ids[:-1]."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids[:-1]])).logits[0]
+    return torch.log_softmax(logits.double(), -1).gather(1, torch.tensor(ids[1:])[:, None]).sum().item()
+
+
+def write_sentences(tmp_path, lines, fmt, field, name):
+    """The corpus as its original text file, or as Hub-style rows (stripped sentences) in parquet or jsonl."""
+    if fmt == "txt":
+        path = tmp_path / name
+        path.write_text("".join(lines), encoding="utf-8")
+    elif fmt == "parquet":
+        path = tmp_path / "test-00000.parquet"
+        pq.write_table(pa.table({field: [line.strip() for line in lines]}), path)
+    else:
+        path = tmp_path / "test.jsonl"
+        write_jsonl(path, [{field: line.strip()} for line in lines])
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt,field", [("txt", None), ("parquet", "sentence"), ("jsonl", "text")])
+@pytest.mark.parametrize("detokenize", [True, False])
+def test_ptb_scores_the_split_as_one_stream(fmt, field, detokenize, tmp_path, gpt2_tokenizer, tiny_stock_gpt2):
+    path = write_sentences(tmp_path, PTB_LINES, fmt, field, "ptb.test.txt")
+    options = EvalOptions(detokenize=detokenize)
+    results = run_tasks(tiny_stock_gpt2, gpt2_tokenizer, ["ptb"], data={"ptb": path}, options=options)
+    stream = (
+        "no it was n't black monday\nthe index fell N points to $ N billion\n<unk> said it 's a good deal"
+        if not detokenize
+        else "no it wasn't black monday\nthe index fell 1 points to $1 billion\n<unk> said it's a good deal"
+    )
+    ids = [GPT2_EOS_ID] + gpt2_tokenizer(stream)["input_ids"]
+    assert len(ids) <= 65  # one window of the tiny model's 64 positions
+    ll = one_window_log_likelihood(tiny_stock_gpt2, ids)
+    words = 6 + 9 + 7 + 3  # whitespace words of the tokenized sentences + one end of sentence each
+    got = results["ptb"]
+    assert got["n"] == 3 and got["tokens"] == len(ids) - 1
+    assert got["word_perplexity"] == pytest.approx(math.exp(-ll / words), rel=1e-5)
+    assert got["token_perplexity"] == pytest.approx(math.exp(-ll / (len(ids) - 1)), rel=1e-5)
+    n_bytes = len("\n".join(line.strip() for line in PTB_LINES).encode())
+    assert got["bits_per_byte"] == pytest.approx(-ll / n_bytes / math.log(2), rel=1e-5)
+
+
+def test_ptb_stream_rolls_across_sentences(tmp_path, gpt2_tokenizer, tiny_stock_gpt2):
+    path = write_sentences(tmp_path, PTB_LINES * 3, "txt", None, "ptb.test.txt")
+    options = EvalOptions(context=16, stride=5)
+    results = run_tasks(tiny_stock_gpt2, gpt2_tokenizer, ["ptb"], data={"ptb": path}, options=options, limit=7)
+    stream = "\n".join(line.strip() for line in (PTB_LINES * 3)[:7])
+    ids = [GPT2_EOS_ID] + gpt2_tokenizer(ptb_detokenize(stream))["input_ids"]
+    ll = direct_rolling_log_likelihood(tiny_stock_gpt2, ids, 16, 5)
+    words = sum(len(line.split()) + 1 for line in (PTB_LINES * 3)[:7])
+    assert results["ptb"]["n"] == 7 and results["ptb"]["stride"] == 5
+    assert results["ptb"]["word_perplexity"] == pytest.approx(math.exp(-ll / words), rel=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "parquet", "jsonl"])
+def test_lm1b_scores_each_sentence_on_its_own(fmt, tmp_path, gpt2_tokenizer, tiny_stock_gpt2):
+    path = write_sentences(tmp_path, LM1B_LINES, fmt, "text", "news.en.heldout-00000-of-00050")
+    results = run_tasks(tiny_stock_gpt2, gpt2_tokenizer, ["lm1b"], data={"lm1b": path}, batch_size=3)
+    total_ll, total_tokens = 0.0, 0
+    for line in LM1B_LINES:
+        ids = [GPT2_EOS_ID] + gpt2_tokenizer(lm1b_detokenize(line.strip()))["input_ids"]
+        if len(ids) <= 65:
+            total_ll += one_window_log_likelihood(tiny_stock_gpt2, ids)
+        else:  # the last sentence is longer than the context: it rolls
+            total_ll += direct_rolling_log_likelihood(tiny_stock_gpt2, ids, 64, 64)
+        total_tokens += len(ids) - 1
+    assert len(gpt2_tokenizer(LM1B_LINES[-1])["input_ids"]) > 64  # the last sentence rolls
+    words = sum(len(line.split()) + 1 for line in LM1B_LINES)
+    got = results["lm1b"]
+    assert got["n"] == 4 and got["tokens"] == total_tokens
+    assert got["word_perplexity"] == pytest.approx(math.exp(-total_ll / words), rel=1e-5)
+    assert got["token_perplexity"] == pytest.approx(math.exp(-total_ll / total_tokens), rel=1e-5)
+
+
+def test_lm1b_limit_takes_the_first_sentences(tmp_path, gpt2_tokenizer, tiny_stock_gpt2):
+    path = write_sentences(tmp_path, LM1B_LINES, "txt", None, "news.en.heldout-00000-of-00050")
+    options = EvalOptions(detokenize=False)
+    results = run_tasks(tiny_stock_gpt2, gpt2_tokenizer, ["lm1b"], data={"lm1b": path}, limit=2, options=options)
+    ll = sum(
+        one_window_log_likelihood(tiny_stock_gpt2, [GPT2_EOS_ID] + gpt2_tokenizer(line.strip())["input_ids"])
+        for line in LM1B_LINES[:2]
+    )
+    words = sum(len(line.split()) + 1 for line in LM1B_LINES[:2])
+    assert results["lm1b"]["n"] == 2
+    assert results["lm1b"]["word_perplexity"] == pytest.approx(math.exp(-ll / words), rel=1e-5)
+
+
+def test_ptb_detokenizer_applies_megatrons_rules_in_order():
+    text = "no it was n't black monday \n he said ' we 're paid $ N or # N each ' \n N dows fell N N points \n N"
+    expected = "no it wasn't black monday\nhe said' we're paid $1 or #1 each'\n1 dows fell 1 1 points\n1"
+    assert ptb_detokenize(text) == expected
+    assert ptb_detokenize("<unk> Nasdaq N.") == "<unk> Nasdaq N."  # only the whole-token placeholder is a number
+
+
+def test_lm1b_detokenizer_joins_punctuation_and_contractions():
+    assert lm1b_detokenize("It 's not what they 'd DO N'T , \" he said .") == "It's not what they'd DON'T, \" he said."
+    assert lm1b_detokenize("Shares rose 5 % to $ 30 ( a record ) : ok !") == "Shares rose 5% to $30 (a record): ok!"
+    assert lm1b_detokenize("( AP ) -- U.S. stocks ... fell") == "(AP) -- U.S. stocks ... fell"
+    assert lm1b_detokenize("rock 'n' roll , 'sup") == "rock 'n' roll, 'sup"  # only whole contraction tokens
+
+
+@pytest.mark.parametrize(
+    "task,rows,data_files",
+    [
+        (
+            "ptb",
+            [{"sentence": "no it was n't black monday"}, {"sentence": "the dow fell N points"}],
+            "hf://datasets/ptb-text-only/ptb_text_only@refs%2Fconvert%2Fparquet/penn_treebank/test/0000.parquet",
+        ),
+        (
+            "lm1b",
+            [{"text": "It 's a test ."}, {"text": "Shares rose ."}],
+            "hf://datasets/billion-word-benchmark/lm1b@refs%2Fconvert%2Fparquet/plain_text/test/*.parquet",
+        ),
+    ],
+)
+def test_sentence_tasks_default_source_downloads_only_the_test_parquet(
+    task, rows, data_files, monkeypatch, gpt2_tokenizer, tiny_stock_gpt2
+):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, *args, **kwargs):
+        calls.append((path, kwargs))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    results = run_tasks(tiny_stock_gpt2, gpt2_tokenizer, [task], progress=False)
+    assert calls == [("parquet", {"data_files": {"test": data_files}, "split": "test"})]
+    assert results[task]["n"] == 2
+
+
+@pytest.mark.parametrize("task", ["ptb", "lm1b"])
+def test_sentence_tasks_explain_missing_empty_and_malformed_data(task, tmp_path, gpt2_tokenizer, tiny_stock_gpt2):
+    def run(path):
+        return run_tasks(tiny_stock_gpt2, gpt2_tokenizer, [task], data={task: str(path)}, progress=False)
+
+    with pytest.raises(DataError, match=rf"{task}: data path '.*missing.txt' does not exist; give an existing file"):
+        run(tmp_path / "missing.txt")
+    for name, content in (("empty.txt", ""), ("blank.txt", " \n\n  \n"), ("empty.jsonl", "")):
+        (tmp_path / name).write_text(content)
+        with pytest.raises(DataError, match=rf"{task}: .*{name} holds no sentences; pass .* --data {task}=PATH"):
+            run(tmp_path / name)
+    write_jsonl(tmp_path / "rows.jsonl", [{"words": "a b c", "id": 1}])
+    with pytest.raises(DataError, match=rf"{task}: rows need a .*'text' field .*; got \['id', 'words'\]"):
+        run(tmp_path / "rows.jsonl")

@@ -381,6 +381,28 @@ def test_card_ships_curves_events_recipe_and_eval(run_dir):
     assert yaml.safe_load((release / "recipe.yaml").read_text()) == RECIPE
 
 
+def test_card_shows_ptb_and_1bw_with_their_datasets_and_the_papers_numbers(run_dir):
+    results = {
+        "ptb": {"word_perplexity": 80.12, "token_perplexity": 50.2, "bits_per_byte": 1.31, "n": 3761.0, "tokens": 9e4},
+        "lm1b": {"word_perplexity": 90.34, "token_perplexity": 60.1, "bits_per_byte": 1.4, "n": 306688.0},
+    }  # fmt: skip
+    card = ModelCard.load(write_model_card(run_dir / "final", run_dir, eval_results=results))
+    index = {
+        (r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type): r.metric_value
+        for r in card.data.eval_results
+    }
+    assert index == {
+        ("ptb-text-only/ptb_text_only", "penn_treebank", "test", "word_perplexity"): 80.12,
+        ("ptb-text-only/ptb_text_only", "penn_treebank", "test", "token_perplexity"): 50.2,
+        ("ptb-text-only/ptb_text_only", "penn_treebank", "test", "bits_per_byte"): 1.31,
+        ("billion-word-benchmark/lm1b", "plain_text", "test", "word_perplexity"): 90.34,
+        ("billion-word-benchmark/lm1b", "plain_text", "test", "token_perplexity"): 60.1,
+    }
+    assert any("One Billion Word" in r.dataset_name for r in card.data.eval_results)
+    assert "| ptb | word_perplexity | 80.12 | 65.85 | — | 3,761 |" in card.text
+    assert "| lm1b | word_perplexity | 90.34 | 75.2 | — | 306,688 |" in card.text
+
+
 def test_card_for_a_scratch_run_without_eval_or_events(tmp_path, tiny_model):
     release = tmp_path / "final"
     tiny_model.save_pretrained(release)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tasks",
         required=True,
         help="comma-separated tasks or groups: gpt2-paper, all, lambada_openai, lambada_openai_paper, wikitext2, "
-        "wikitext103, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss",
+        "wikitext103, ptb, lm1b, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss",
     )
     parser.add_argument(
         "--data",
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, help="weights dtype: float32, bfloat16, float16 (default: as saved)")
     parser.add_argument("--context", type=int, default=None, help="rolling tasks: tokens per window")
     parser.add_argument("--stride", type=int, default=None, help="rolling tasks: new tokens per window")
-    parser.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT text as tokenized")
+    parser.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT/PTB/1BW text as tokenized")
     parser.add_argument("--output", default=None, metavar="FILE.json", help="write the results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

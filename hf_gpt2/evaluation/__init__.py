@@ -5,9 +5,10 @@
 >>> results = run_tasks(model, tokenizer, ["lambada_openai", "hellaswag"], limit=100)
 >>> print(format_table(results))
 
-One module per task (:mod:`.lambada`, :mod:`.wikitext`, :mod:`.cbt`, :mod:`.hellaswag`, :mod:`.character_level`,
-:mod:`.val_loss`) builds log-likelihood requests; :mod:`.scoring` runs them batched (and under Accelerate);
-:mod:`.metrics` aggregates them with ``evaluate.Metric`` subclasses; :mod:`.references` holds GPT-2's numbers.
+One module per kind of task (:mod:`.lambada`, :mod:`.wikitext`, :mod:`.sentence_level` for PTB and 1BW, :mod:`.cbt`,
+:mod:`.hellaswag`, :mod:`.character_level`, :mod:`.val_loss`) builds log-likelihood requests; :mod:`.scoring` runs
+them batched (and under Accelerate); :mod:`.metrics` aggregates them with ``evaluate.Metric`` subclasses;
+:mod:`.references` holds GPT-2's numbers.
 """
 
 from __future__ import annotations

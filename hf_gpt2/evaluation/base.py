@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hf_gpt2.evaluation.errors import ContextLengthError
+from hf_gpt2.evaluation.metrics import RollingPerplexityMetric
 from hf_gpt2.evaluation.scoring import LoglikelihoodScorer, rolling_windows
 from hf_gpt2.evaluation.sources import HubSource
 
@@ -24,7 +25,8 @@ class EvalOptions:
     stride: int | None = None
     """Rolling tasks: new tokens predicted per window after the first; None = ``context`` (disjoint windows)."""
     detokenize: bool = True
-    """Undo the tokenization of WikiText and CBT (``" @-@ "`` → ``"-"``, ``" ,"`` → ``","``) before scoring."""
+    """Undo the tokenization of WikiText, CBT, PTB and 1BW (``" @-@ "`` → ``"-"``, ``" ,"`` → ``","``) before
+    scoring."""
 
 
 class Task(abc.ABC):
@@ -87,3 +89,30 @@ def score_documents(
         totals[owner][0] += result.log_likelihood
         totals[owner][1] += result.num_tokens
     return [(ll, n) for ll, n in totals]
+
+
+def rolling_perplexity(
+    scorer: LoglikelihoodScorer,
+    texts: Sequence[str],
+    *,
+    num_words: Sequence[int],
+    num_bytes: Sequence[int],
+    context: int,
+    stride: int,
+    desc: str,
+) -> dict[str, float]:
+    """Score each text as a document (EOS prefix, rolling windows) and aggregate with :class:`RollingPerplexityMetric`.
+
+    ``num_words`` and ``num_bytes`` are each document's counts in the original text (the task decides what a word
+    is); ``context`` and ``stride`` come from :func:`window_settings` and are reported with the metrics.
+    """
+    scored = score_documents(
+        scorer, scorer.encode_batch(texts), context=context, stride=stride, prefix_token=scorer.eot_token_id, desc=desc
+    )
+    metrics = RollingPerplexityMetric().compute(
+        log_likelihood=[ll for ll, _ in scored],
+        num_tokens=[n for _, n in scored],
+        num_words=list(num_words),
+        num_bytes=list(num_bytes),
+    )
+    return {**metrics, "context": float(context), "stride": float(stride)}

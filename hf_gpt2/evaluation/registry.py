@@ -13,6 +13,7 @@ from hf_gpt2.evaluation.character_level import Enwik8, Text8
 from hf_gpt2.evaluation.errors import UnknownTaskError
 from hf_gpt2.evaluation.hellaswag import HellaSwag
 from hf_gpt2.evaluation.lambada import LambadaOpenAI, LambadaOpenAIPaper
+from hf_gpt2.evaluation.sentence_level import OneBillionWord, PennTreebank
 from hf_gpt2.evaluation.sources import resolve_path
 from hf_gpt2.evaluation.val_loss import ValLoss
 from hf_gpt2.evaluation.wikitext import WikiText2, WikiText103
@@ -28,6 +29,8 @@ TASKS: dict[str, Task] = {
         CBTNamedEntities(),
         WikiText2(),
         WikiText103(),
+        PennTreebank(),
+        OneBillionWord(),
         Enwik8(),
         Text8(),
         HellaSwag(),
@@ -36,7 +39,10 @@ TASKS: dict[str, Task] = {
 }
 """Every task by name."""
 
-_PAPER = ["lambada_openai", "lambada_openai_paper", "cbt_cn", "cbt_ne", "wikitext2", "wikitext103", "enwik8", "text8"]
+_PAPER = [
+    "lambada_openai", "lambada_openai_paper", "cbt_cn", "cbt_ne", "wikitext2", "wikitext103", "ptb", "lm1b",
+    "enwik8", "text8",
+]  # fmt: skip
 TASK_GROUPS: dict[str, list[str]] = {
     "gpt2-paper": _PAPER,
     "all": [*_PAPER, "hellaswag", "val_loss"],

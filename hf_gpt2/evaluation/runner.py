@@ -28,6 +28,8 @@ HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "cbt_ne": ("acc",),
     "wikitext2": ("word_perplexity", "token_perplexity", "bits_per_byte"),
     "wikitext103": ("word_perplexity", "token_perplexity", "bits_per_byte"),
+    "ptb": ("word_perplexity", "token_perplexity", "bits_per_byte"),
+    "lm1b": ("word_perplexity", "token_perplexity"),
     "enwik8": ("bits_per_byte",),
     "text8": ("bits_per_char",),
     "hellaswag": ("acc", "acc_norm"),

@@ -144,6 +144,12 @@ class LoglikelihoodScorer:
         """Token ids of ``text`` without special tokens."""
         return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens, in one tokenizer call (fast tokenizers batch it)."""
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
+
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Tokenize a (context, continuation) pair the way lm-evaluation-harness does.
 

@@ -62,7 +62,9 @@ def resolve_path(task: str, path: str | Path) -> Path:
     """Return ``path`` as an existing Path, or raise a DataError that names the task."""
     resolved = Path(path).expanduser()
     if not resolved.exists():
-        raise DataError(f"{task}: data path {str(path)!r} does not exist")
+        raise DataError(
+            f"{task}: data path {str(path)!r} does not exist; give an existing file or folder: --data {task}=PATH"
+        )
     return resolved
 
 
@@ -76,8 +78,9 @@ def record_files(task: str, path: Path) -> list[Path]:
     return files
 
 
-def read_records(task: str, files: Iterable[Path]) -> list[dict[str, Any]]:
-    """Read rows from jsonl, json (a list of objects) and parquet files."""
+def read_records(task: str, files: Iterable[Path], *, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """Read rows from jsonl, json (a list of objects) and parquet files; no rows at all is an error unless
+    ``allow_empty`` (for a caller that explains an empty file itself)."""
     rows: list[dict[str, Any]] = []
     for file in files:
         if file.suffix == ".parquet":
@@ -88,7 +91,7 @@ def read_records(task: str, files: Iterable[Path]) -> list[dict[str, Any]]:
             rows.extend(_read_json(task, file))
         else:
             raise DataError(f"{task}: cannot read {file}; expected one of {', '.join(RECORD_SUFFIXES)}")
-    if not rows:
+    if not rows and not allow_empty:
         raise DataError(f"{task}: no rows in {', '.join(str(f) for f in files)}")
     return rows
 

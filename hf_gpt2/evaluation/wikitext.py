@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hf_gpt2.errors import DataError
-from hf_gpt2.evaluation.base import EvalOptions, Task, score_documents, take, window_settings
-from hf_gpt2.evaluation.metrics import RollingPerplexityMetric
+from hf_gpt2.evaluation.base import EvalOptions, Task, rolling_perplexity, take, window_settings
 from hf_gpt2.evaluation.scoring import LoglikelihoodScorer
 from hf_gpt2.evaluation.sources import HubSource, load_records, read_records, record_files, resolve_path
 
@@ -85,24 +84,18 @@ class WikiText(Task):
     def run(
         self, scorer: LoglikelihoodScorer, data: str | None, *, limit: int | None, options: EvalOptions
     ) -> dict[str, float]:
-        context, stride = window_settings(scorer, options, self.name)
+        context, stride = window_settings(scorer, options, self.name)  # before the download: fail early
         pages = take(self.load_pages(data), limit)
-        texts = [wikitext_detokenize(p) if options.detokenize else p for p in pages]
-        scored = score_documents(
+        metrics = rolling_perplexity(
             scorer,
-            [scorer.encode(t) for t in texts],
-            context=context,
-            stride=stride,
-            prefix_token=scorer.eot_token_id,
-            desc=self.name,
-        )
-        metrics = RollingPerplexityMetric().compute(
-            log_likelihood=[ll for ll, _ in scored],
-            num_tokens=[n for _, n in scored],
+            [wikitext_detokenize(p) if options.detokenize else p for p in pages],
             num_words=[count_words(p) for p in pages],
             num_bytes=[len(p.encode("utf-8")) for p in pages],
+            context=context,
+            stride=stride,
+            desc=self.name,
         )
-        return {**metrics, "n": float(len(pages)), "context": float(context), "stride": float(stride)}
+        return {**metrics, "n": float(len(pages))}
 
     def load_pages(self, data: str | None) -> list[str]:
         """Articles from a raw WikiText file (``wiki.test.raw``), a jsonl/parquet of ``page`` (document level) or
