@@ -444,7 +444,8 @@ def check_finite(trainer: Trainer, loss: float) -> None:
     """Stop the run (every process agrees: the loss is reduced) when the loss is NaN or infinite."""
     if math.isfinite(loss):
         return
-    last = checkpointing.latest_checkpoint(trainer.checkpoint_root)
+    # the main process's answer: on a node without a shared filesystem the checkpoints are on the main node's disk
+    last = _main_decides(trainer.accelerator.state, lambda: checkpointing.latest_checkpoint(trainer.checkpoint_root))
     kept = f"the last checkpoint {last} is intact" if last else "no checkpoint was written"
     trainer.accelerator.end_training()
     raise LossNotFiniteError(
