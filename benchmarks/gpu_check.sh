@@ -11,7 +11,8 @@
 # 4. the CUDA tests (pytest -m gpu): parity with stock GPT-2, the chunked loss under bf16, inductor compile with
 #    gradient accumulation, fused AdamW, and a bf16 + compiled training run through `accelerate launch` that resumes
 #    from its checkpoint (pytest_gpu.log).
-# Each step has a time limit (THROUGHPUT_TIMEOUT, TESTS_TIMEOUT seconds), so one that hangs cannot hide the others.
+# Each step has a time limit (THROUGHPUT_TIMEOUT=300, TESTS_TIMEOUT=220 seconds: the whole check fits a 10-minute
+# command), so one that hangs cannot hide the others; gpu_throughput.json is rewritten after every configuration.
 # The exit status is non-zero when any step failed; summary.txt says which.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,9 +65,9 @@ PY
 step imports "$out/imports.log" "$py" -c \
     "import hf_gpt2, hf_gpt2.training, hf_gpt2.evaluation, hf_gpt2.finetune, hf_gpt2.hub; print('hf_gpt2 imports')"
 # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of options
-step throughput "$out/throughput.log" timeout "${THROUGHPUT_TIMEOUT:-360}" "$py" benchmarks/gpu_throughput.py \
+step throughput "$out/throughput.log" timeout "${THROUGHPUT_TIMEOUT:-300}" "$py" benchmarks/gpu_throughput.py \
     --json "$out/gpu_throughput.json" ${THROUGHPUT_ARGS:-}
-step tests "$out/pytest_gpu.log" timeout "${TESTS_TIMEOUT:-300}" "$py" -m pytest -q -p no:cacheprovider -m gpu -rA \
+step tests "$out/pytest_gpu.log" timeout "${TESTS_TIMEOUT:-220}" "$py" -m pytest -q -p no:cacheprovider -m gpu -rA \
     tests/test_gpu.py tests/test_speed.py
 
 printf '%s\n' "${status[@]}" | tee "$out/summary.txt"

@@ -123,9 +123,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     parser.add_argument(
-        "--models", default="hf_gpt2,hf_gpt2-nochunk,stock", help="comma-separated: " + ", ".join(MODELS)
+        "--models", default="hf_gpt2,stock,hf_gpt2-nochunk", help="comma-separated: " + ", ".join(MODELS)
     )
-    parser.add_argument("--compile", default="no,yes", help="'no', 'yes' or 'no,yes'")
+    parser.add_argument(
+        "--compile", default="yes,no", help="'yes', 'no' or both in the order to run (compiled first by default)"
+    )
     parser.add_argument("--attn", default="sdpa", help="attn_implementation, e.g. sdpa or flash_attention_2")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--smoke", action="store_true", help="tiny config, batch 2 × 32, 2 + 1 steps, on CPU")
@@ -165,16 +167,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
             result["mfu"] = result["tokens_per_s"] * fpt / peak if peak and "tokens_per_s" in result else None
             results.append(result)
             print(json.dumps(result), flush=True)
+            if args.json:  # after every configuration, so a run stopped by a time limit keeps what it measured
+                write_json(args.json, name, peak, fpt, results)
 
     stock = {r["compiled"]: r["tokens_per_s"] for r in results if r["model"] == "stock" and "tokens_per_s" in r}
+    for r in results:
+        r["vs_stock"] = (
+            r["tokens_per_s"] / stock[r["compiled"]] if "tokens_per_s" in r and r["compiled"] in stock else None
+        )
     print("\n| model | compiled | tokens/s | vs stock | MFU | step (ms) | peak memory (GiB) | warm-up (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         if "error" in r:
             print(f"| {r['model']} | {r['compiled']} | error: {r['error']} | | | | | |")
             continue
-        ratio = f"{r['tokens_per_s'] / stock[r['compiled']]:.2f}x" if r["compiled"] in stock else "n/a"
-        r["vs_stock"] = r["tokens_per_s"] / stock[r["compiled"]] if r["compiled"] in stock else None
+        ratio = f"{r['vs_stock']:.2f}x" if r["vs_stock"] is not None else "n/a"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "n/a"
         print(
@@ -187,9 +194,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         where = f"{best['model']} compiled={best['compiled']}"
         print(f"\nbest hf_gpt2: {where} at {100 * best['mfu']:.1f}% MFU (goal 50%: {verdict})")
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"device": name, "peak_flops": peak, "flops_per_token": fpt, "results": results}, out, indent=2)
+        write_json(args.json, name, peak, fpt, results)
     return results
+
+
+def write_json(path: str, device: str, peak: float | None, fpt: float, results: list[dict]) -> None:
+    with open(path, "w") as out:
+        json.dump({"device": device, "peak_flops": peak, "flops_per_token": fpt, "results": results}, out, indent=2)
 
 
 if __name__ == "__main__":

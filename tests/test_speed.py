@@ -112,11 +112,15 @@ def test_the_training_forward_and_loss_compile_as_one_graph(loss_chunk_size):
 def test_gpu_throughput_script_smoke_runs_on_cpu():
     results = _load_benchmark("gpu_throughput").main(["--smoke"])
     assert [(r["model"], r["compiled"]) for r in results] == [
-        ("hf_gpt2", False), ("hf_gpt2-nochunk", False), ("stock", False),
-        ("hf_gpt2", True), ("hf_gpt2-nochunk", True), ("stock", True),
-    ]  # fmt: skip
+        ("hf_gpt2", True),
+        ("stock", True),
+        ("hf_gpt2-nochunk", True),
+        ("hf_gpt2", False),
+        ("stock", False),
+        ("hf_gpt2-nochunk", False),
+    ]  # fmt: skip  (compiled first: the numbers that matter most come first when a time limit stops the run)
     assert all("error" not in r and r["tokens_per_s"] > 0 for r in results), results
-    assert all(r["vs_stock"] > 0 for r in results) and [r["vs_stock"] for r in results][2::3] == [1.0, 1.0]
+    assert all(r["vs_stock"] > 0 for r in results) and [r["vs_stock"] for r in results][1::3] == [1.0, 1.0]
     # the same seed, data and steps: the chunked and the plain loss train the same model
     by_name = {(r["model"], r["compiled"]): r["loss"] for r in results}
     for compiled in (False, True):
