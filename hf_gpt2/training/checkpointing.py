@@ -108,6 +108,11 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint file {path} is missing")
         if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
             raise CheckpointError(f"checkpoint file {path} is corrupt (its sha256 differs from {MANIFEST})")
+    return read_train_state(folder)
+
+
+def read_train_state(folder: Path) -> dict[str, Any]:
+    """The checkpoint's ``train_state.json`` (step, tokens, process count)."""
     try:
         return json.loads((folder / TRAIN_STATE).read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -263,13 +268,19 @@ def check_resumable(folder: Path, train_state: dict[str, Any], process_index: in
         )
 
 
-def load_checkpoint(accelerator: Accelerator, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_checkpoint(
+    accelerator: Accelerator, folder: Path, *, verified: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore a checkpoint into the prepared objects and the RNGs; return (train state, this process's data state).
+
+    Args:
+        verified: this process has just checked ``folder`` against its manifest (``verify_checkpoint``), so its
+            files are not hashed a second time.
 
     Raises:
         CheckpointError: a file is missing or corrupt, or the checkpoint was saved with another number of processes.
     """
-    train_state = verify_checkpoint(folder)
+    train_state = read_train_state(folder) if verified else verify_checkpoint(folder)
     check_resumable(folder, train_state, accelerator.process_index, accelerator.num_processes)
     try:
         accelerator.load_state(str(folder))

@@ -109,7 +109,8 @@ def run_training(recipe: Any) -> Path:
     trainer = build_trainer(recipe, accelerator, plan, run_dir)
     trainer.started_at = started_at
     if checkpoint is not None:
-        restore(trainer, checkpoint)  # before anything is written: a checkpoint that does not fit changes nothing
+        # before anything is written: a checkpoint that does not fit changes nothing; its files were just verified
+        restore(trainer, checkpoint)
     start_run_folder(trainer)
     try:
         with PreemptionHandler(trainer):
@@ -312,8 +313,8 @@ def _hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def restore(trainer: Trainer, checkpoint: Path) -> None:
-    """Load a checkpoint: weights, optimizer, RNGs, data position, step."""
-    train_state, data_state = checkpointing.load_checkpoint(trainer.accelerator, checkpoint)
+    """Load a checkpoint (verified by ``find_checkpoint_everywhere``): weights, optimizer, RNGs, data, step."""
+    train_state, data_state = checkpointing.load_checkpoint(trainer.accelerator, checkpoint, verified=True)
     trainer.train_loader.load_state_dict(data_state)
     trainer.step = int(train_state["step"])
     trainer.tokens_seen = int(train_state.get("tokens_seen", trainer.step * trainer.plan.tokens_per_step))
