@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from hf_gpt2.errors import RecipeError
+from hf_gpt2.tokenization import GPT2_EOS_ID
 
 SCHEDULES = ("cosine", "wsd", "linear", "constant")
 DATA_FORMATS = ("text", "sft")
@@ -110,10 +111,11 @@ class ModelConfig:
     """Divide attention scores by sqrt(head size)."""
     use_cache: bool = True
     """Whether generation keeps a KV cache by default."""
-    bos_token_id: int | None = 50256
-    """Beginning-of-sequence id written to the config (GPT-2: ``<|endoftext|>``)."""
-    eos_token_id: int | None = 50256
-    """End-of-sequence id written to the config (GPT-2: ``<|endoftext|>``)."""
+    bos_token_id: int | None = None
+    """Beginning-of-sequence id written to the config; null takes the tokenizer's (GPT-2: 50256, ``<|endoftext|>``)."""
+    eos_token_id: int | None = None
+    """End-of-sequence id written to the config; null takes the tokenizer's EOS, the id prepare writes after every
+    document (GPT-2: 50256)."""
     tie_word_embeddings: bool = True
     """Share the input embedding with the LM head."""
     vocab_pad_multiple: int = 128
@@ -135,9 +137,14 @@ class TokenizerConfig:
     name: str = "gpt2"
     """``gpt2`` = OpenAI's GPT-2 BPE, offline (tiktoken for prepare); or a Hub id / folder of an HF tokenizer."""
     train_new: bool = False
-    """Train a new byte-level BPE on the training data instead of loading ``name``."""
+    """Train a new BPE with ``name``'s pipeline (GPT-2: byte-level, ``<|endoftext|>``) on the training split's
+    documents, cached in ``data.cache_dir/tokenizers/``; prepare, training, sampling and the release use it."""
     vocab_size: int | None = None
-    """Vocabulary size of a newly trained BPE (``train_new: true`` only)."""
+    """Vocabulary size of the new BPE, EOS and the 256 byte symbols included (``train_new`` only; null:
+    ``model.vocab_size``)."""
+    train_documents: int | None = None
+    """Train the new BPE on at most this many training documents (``train_new`` only; null: all of them; required
+    with ``data.streaming``)."""
 
 
 @dataclass(kw_only=True)
@@ -376,9 +383,23 @@ MODEL_CONFIG_FIELDS = tuple(
 """The ``model.*`` keys that are ``HfGPT2Config`` fields (all but init, attn_implementation and dtype)."""
 
 
-def model_config_kwargs(recipe: Recipe) -> dict[str, Any]:
-    """Return the ``HfGPT2Config(**kwargs)`` keyword arguments of a recipe's ``model`` section."""
-    return {name: getattr(recipe.model, name) for name in MODEL_CONFIG_FIELDS}
+def model_config_kwargs(recipe: Recipe, tokenizer: Any = None) -> dict[str, Any]:
+    """Return the ``HfGPT2Config(**kwargs)`` keyword arguments of a recipe's ``model`` section.
+
+    A null ``model.bos_token_id`` / ``eos_token_id`` takes the tokenizer's id: ``tokenizer``'s when given, else
+    GPT-2's 50256 (only known without a tokenizer for ``tokenizer.name: gpt2``).
+    """
+    kwargs = {name: getattr(recipe.model, name) for name in MODEL_CONFIG_FIELDS}
+    for key in ("bos_token_id", "eos_token_id"):
+        if kwargs[key] is not None:
+            continue
+        if tokenizer is not None:
+            kwargs[key] = getattr(tokenizer, key) if getattr(tokenizer, key) is not None else tokenizer.eos_token_id
+        elif recipe.tokenizer.name == "gpt2" and not recipe.tokenizer.train_new:
+            kwargs[key] = GPT2_EOS_ID
+        else:
+            raise ValueError(f"model.{key} is null and no tokenizer was given to take it from")
+    return kwargs
 
 
 def effective_max_documents(recipe: Recipe) -> int | None:
@@ -390,6 +411,32 @@ def effective_max_documents(recipe: Recipe) -> int | None:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Validation
+
+
+def _check_tokenizer(problems: list[str], recipe: Any) -> None:
+    tok, model, data = recipe.tokenizer, recipe.model, recipe.data
+    add = problems.append
+    if not tok.train_new:
+        for key in ("vocab_size", "train_documents"):
+            if getattr(tok, key) is not None:
+                add(f"tokenizer.{key} is only used with tokenizer.train_new=true; remove it or set train_new")
+        return
+    size = tok.vocab_size or model.vocab_size
+    if size < 257:
+        add(f"tokenizer.vocab_size={size} is below 257, the 256 byte symbols plus EOS of a byte-level BPE")
+    if tok.vocab_size is not None and tok.vocab_size > model.vocab_size:
+        add(f"tokenizer.vocab_size={tok.vocab_size} exceeds model.vocab_size={model.vocab_size}; raise "
+            "model.vocab_size or leave tokenizer.vocab_size null (= model.vocab_size)")  # fmt: skip
+    if tok.train_documents is not None and tok.train_documents < 1:
+        add(f"tokenizer.train_documents must be >= 1 or null (all), got {tok.train_documents}")
+    if data.streaming and tok.train_documents is None:
+        add("tokenizer.train_new with data.streaming needs tokenizer.train_documents (a stream has no end to train "
+            "to), e.g. tokenizer.train_documents=100000")  # fmt: skip
+    if model.init != "scratch":
+        add(f"tokenizer.train_new=true gives new token ids, which model.init={model.init!r} was not trained on; "
+            "train_new needs model.init=scratch (finetune with the pretrained model's tokenizer)")  # fmt: skip
+    if data.format != "text":
+        add(f"tokenizer.train_new trains on pretraining text (data.format=text), not data.format={data.format!r}")
 
 
 def recipe_problems(recipe: Any) -> list[str]:
@@ -428,10 +475,7 @@ def recipe_problems(recipe: Any) -> list[str]:
     if not model.init:
         add("model.init must be 'scratch', a Hub id or a folder")
 
-    if tok.train_new and tok.vocab_size is None:
-        add("tokenizer.vocab_size is required when tokenizer.train_new is true")
-    if tok.vocab_size is not None and tok.vocab_size > model.vocab_size:
-        add(f"tokenizer.vocab_size={tok.vocab_size} exceeds model.vocab_size={model.vocab_size}")
+    _check_tokenizer(problems, recipe)
     if tok.name == "gpt2" and not tok.train_new and model.vocab_size < 50257:
         add(f"model.vocab_size={model.vocab_size} is smaller than the GPT-2 tokenizer's 50257 tokens")
 

@@ -276,6 +276,7 @@ def no_token(monkeypatch, tmp_path):
 RECIPE = {
     "run": {"name": "brave_turing-26112800", "output_dir": "runs", "seed": 1337},
     "model": {"init": "gpt2", "n_layer": 2, "n_head": 4, "n_embd": 32},
+    "tokenizer": {"name": "gpt2", "train_new": False},
     "data": {"source": "hub:Skylion007/openwebtext", "format": "text", "block_size": 64},
     "train": {"max_steps": 30, "micro_batch_size": 2, "global_batch_tokens": 4096, "lora": {"r": 0}},
     "optim": {"lr": 6e-4, "min_lr": 6e-5, "warmup_steps": 5, "schedule": "cosine", "weight_decay": 0.1},
@@ -358,6 +359,7 @@ def test_card_metadata_parses_and_reports_the_run(run_dir):
     assert "| tokens seen | 122.88k |" in text
     assert "| optimizer steps | 30 |" in text and "| batch | 4,096 tokens per optimizer step |" in text
     assert "| throughput | 50.00k tokens/s (median), MFU 40.0% |" in text
+    assert "| tokenizer | OpenAI's GPT-2 BPE (50,257 tokens) |" in text
     assert "| final train loss | 3.6 |" in text and "| final validation loss | 3.211 |" in text
     # fractions shown in %, beside GPT-2 124M's numbers from hf_gpt2.evaluation's tables
     assert "| lambada_openai | acc (%) | 30.12 | — | 32.56 | 500 |" in text

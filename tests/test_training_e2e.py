@@ -431,6 +431,47 @@ def test_finetuning_starts_from_a_release(workspace, finished_run):
     assert report["val_loss"] < min(start + 0.5, 10.0)  # it starts from the trained weights, not from scratch (~10.8)
 
 
+# -- a new tokenizer -------------------------------------------------------------------------------------------------
+
+
+def test_a_new_tokenizer_is_trained_used_released_and_retrained_identically_on_resume(workspace, tmp_path):
+    """``tokenizer.train_new``: the release and the stock export carry the new BPE, and a resume whose cache is gone
+    (another machine) trains the same tokenizer again, so the data position check passes and the weights match."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+
+    cache = tmp_path / "cache"
+    new_bpe = ["tokenizer.train_new=true", "model.vocab_size=384", f"data.cache_dir={cache}"]
+    assert train_cli(workspace, "run.name=new-bpe", *new_bpe) == 0
+    run = workspace / "runs/new-bpe"
+    trained = next((cache / "tokenizers").glob("corpus-bpe384-*"))
+    for release in ("final", "final-gpt2"):
+        assert (run / release / "tokenizer.json").read_bytes() == (trained / "tokenizer.json").read_bytes()
+    tokenizer = AutoTokenizer.from_pretrained(run / "final")
+    assert len(tokenizer) == 384 and tokenizer.eos_token_id == 0
+    model = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert model.config.vocab_size == 384 and model.config.eos_token_id == 0
+    assert model.generation_config.eos_token_id == 0
+    ids = tokenizer("The", return_tensors="pt")["input_ids"]
+    out = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert out.shape[1] > ids.shape[1] and int(out.max()) < 384
+    stock = GPT2LMHeadModel.from_pretrained(run / "final-gpt2")
+    assert stock.config.vocab_size == 384
+    assert (
+        "| tokenizer | a new BPE with `gpt2`'s pipeline, trained on the data's training split"
+        in (run / "final/README.md").read_text()
+    )
+    prepared = json.loads(next(p for p in cache.glob("*/meta.json") if "tokenizers" not in str(p)).read_text())
+    assert prepared["vocab_size"] == 384 and prepared["tokenizer"] == str(trained)
+
+    import shutil
+
+    shutil.rmtree(cache)  # resume elsewhere: the tokenizer and the shards are rebuilt from the recipe
+    checkpoint = run / "checkpoints/step-4"
+    assert train_cli(workspace, "run.name=new-bpe-resumed", f"train.resume_from={checkpoint}", *new_bpe) == 0
+    a, b = weights(run / "final"), weights(workspace / "runs/new-bpe-resumed/final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # -- streaming -------------------------------------------------------------------------------------------------------
 
 

@@ -115,7 +115,7 @@ def prepare_token_shards(recipe: Any, *, force: bool = False) -> PreparedData:
             f"prepare_token_shards reads data.format='text'; data.format={data.format!r} uses hf_gpt2.data.sft"
         )
     source = resolve_source(data)
-    tokenizer = tokenizer_spec(recipe.tokenizer)
+    tokenizer = tokenizer_spec(recipe)
     max_documents = effective_max_documents(recipe)
     fingerprint = shard_fingerprint(source, tokenizer, data.val_fraction, max_documents)
     cache_dir = Path(data.cache_dir).expanduser()
@@ -176,13 +176,16 @@ def load_prepared(directory: str | Path, fingerprint: str | None = None) -> Prep
     return prepared
 
 
-def tokenizer_spec(tok: Any) -> TokenizerSpec:
-    """Describe the recipe's ``tokenizer`` section: name, EOS id, vocabulary size and a fingerprint of its files."""
+def tokenizer_spec(recipe: Any) -> TokenizerSpec:
+    """Describe the recipe's tokenizer: name, EOS id, vocabulary size and a fingerprint of its files.
+
+    With ``tokenizer.train_new`` it is the new BPE trained on the recipe's data (trained now unless cached).
+    """
+    tok = recipe.tokenizer
     if tok.train_new:
-        raise DataError(
-            "tokenizer.train_new=true is not supported by prepare yet; train the BPE separately, save it with "
-            "save_pretrained, and set tokenizer.name to that folder"
-        )
+        from hf_gpt2.data.bpe import trained_tokenizer_dir
+
+        return _hf_tokenizer_spec(str(trained_tokenizer_dir(recipe)))
     if tok.name == "gpt2":
         from hf_gpt2.tokenization import (
             ENCODER_JSON_SHA256,
@@ -193,12 +196,20 @@ def tokenizer_spec(tok: Any) -> TokenizerSpec:
 
         description = {"name": "gpt2", "encoder_json": ENCODER_JSON_SHA256, "vocab_bpe": VOCAB_BPE_SHA256}
         return TokenizerSpec(name="gpt2", eos_id=GPT2_EOS_ID, vocab_size=GPT2_VOCAB_SIZE, description=description)
-    tokenizer = _load_hf_tokenizer(tok.name)
+    return _hf_tokenizer_spec(tok.name)
+
+
+def _hf_tokenizer_spec(name: str) -> TokenizerSpec:
+    tokenizer = _load_hf_tokenizer(name)
     if tokenizer.eos_token_id is None:
-        raise DataError(f"tokenizer.name={tok.name!r} has no EOS token; prepare appends EOS after every document")
-    vocab_hash = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
-    description = {"name": tok.name, "vocab_sha256": vocab_hash, "class": type(tokenizer).__name__}
-    return TokenizerSpec(tok.name, int(tokenizer.eos_token_id), len(tokenizer), description)
+        raise DataError(f"tokenizer.name={name!r} has no EOS token; prepare appends EOS after every document")
+    description = {"name": name, "vocab_sha256": vocab_fingerprint(tokenizer), "class": type(tokenizer).__name__}
+    return TokenizerSpec(name, int(tokenizer.eos_token_id), len(tokenizer), description)
+
+
+def vocab_fingerprint(tokenizer: Any) -> str:
+    """The sha256 of a tokenizer's vocabulary (token → id, sorted): equal vocabularies, equal fingerprints."""
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
 
 
 def shard_fingerprint(
@@ -372,7 +383,7 @@ def _init_worker(tokenizer: TokenizerSpec, in_worker: bool = True) -> None:
         _ENCODE = lambda docs: [encode_one(doc) for doc in docs]  # noqa: E731 - a per-doc loop beats encode_batch
     else:
         hf_tokenizer = _load_hf_tokenizer(tokenizer.name)
-        _ENCODE = lambda docs: hf_tokenizer(docs, add_special_tokens=False)["input_ids"]  # noqa: E731
+        _ENCODE = lambda docs: hf_tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
 
 
 def _encode_chunk(task: tuple[int, list[str], float, int]) -> tuple[np.ndarray, np.ndarray, int, int]:

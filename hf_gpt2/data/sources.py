@@ -207,7 +207,8 @@ def kjv_documents() -> Iterator[str]:
     ``chapter:verse`` markers are removed and the two paragraphs of a row joined with a space.
     """
     uri = f"{kjv_database().as_uri()}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as con:
+    # A consumer may resume this generator from another thread (the tokenizers trainer does), one call at a time.
+    with closing(sqlite3.connect(uri, uri=True, check_same_thread=False)) as con:
         books = {(t, b): name for t, b, name in con.execute("SELECT TestamentID, BookID, ShortName FROM Books")}
         rows = con.execute(
             "SELECT TestamentID, BookID, ChapterID, Passage1, Passage2 FROM Bible "

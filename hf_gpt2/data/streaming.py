@@ -37,7 +37,7 @@ class StreamingData:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return {"vocab_size": tokenizer_spec(self.recipe.tokenizer).vocab_size}
+        return {"vocab_size": tokenizer_spec(self.recipe).vocab_size}
 
 
 class StreamingTokenLoader:
@@ -71,7 +71,7 @@ class StreamingTokenLoader:
         self.source: DocumentSource = resolve_source(recipe.data)
         if self.source.kind == "hub":
             self.source = dataclasses.replace(self.source, streaming=True)
-        self.tokenizer: TokenizerSpec = tokenizer_spec(recipe.tokenizer)
+        self.tokenizer: TokenizerSpec = tokenizer_spec(recipe)
         self.val_fraction = recipe.data.val_fraction
         self.max_documents = effective_max_documents(recipe)
         self._encode = _encoder(self.tokenizer)
@@ -214,4 +214,4 @@ def _encoder(tokenizer: TokenizerSpec) -> Any:
     from transformers import AutoTokenizer
 
     hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer.name)
-    return lambda text: hf_tokenizer(text, add_special_tokens=False)["input_ids"]
+    return lambda text: hf_tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]

@@ -111,7 +111,9 @@ def _config_for(folder: Path, recipe: Any | None) -> Any:
             "start from the run's release (final/) instead"
         )
     if recipe.model.init == "scratch":
-        return HfGPT2Config(**model_config_kwargs(recipe))
+        from hf_gpt2.training.components import load_tokenizer
+
+        return HfGPT2Config(**model_config_kwargs(recipe, load_tokenizer(recipe)))
     if is_training_checkpoint(recipe.model.init):  # that run itself started from a checkpoint
         return _config_for(Path(recipe.model.init), _run_recipe(Path(recipe.model.init)))
     config = AutoConfig.from_pretrained(str(recipe.model.init))

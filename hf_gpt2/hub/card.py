@@ -191,6 +191,7 @@ def _training_table(summary: RunSummary) -> str:
     source = data.get("source", "not recorded")
     rows = [
         ("data", f"`{source}` ({data.get('format', 'text')}), block size {data.get('block_size', '?')}"),
+        ("tokenizer", _tokenizer_text(summary.section("tokenizer"))),
         ("tokens seen", _human(f["tokens_seen"])),
         ("optimizer steps", _human(f["steps"])),
     ]
@@ -211,8 +212,8 @@ def _training_table(summary: RunSummary) -> str:
     hardware = f["hardware"] or "not recorded"
     if f["num_processes"]:
         hardware += f" ({f['num_processes']} process{'es' if f['num_processes'] != 1 else ''})"
-    if f["mixed_precision"]:
-        hardware += f", {f['mixed_precision']}"
+    if f["mixed_precision"] and f["mixed_precision"] != "no":
+        hardware += f", {f['mixed_precision']} mixed precision"
     rows.append(("hardware", hardware))
     if f["tokens_per_s"]:
         mfu = f", MFU {100 * f['mfu']:.1f}%" if f["mfu"] else ""
@@ -224,6 +225,15 @@ def _training_table(summary: RunSummary) -> str:
     ]
     lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
+
+
+def _tokenizer_text(tokenizer: dict[str, Any]) -> str:
+    name = tokenizer.get("name")
+    if name is None:
+        return "not recorded"
+    if tokenizer.get("train_new"):
+        return f"a new BPE with `{name}`'s pipeline, trained on the data's training split (in this repository)"
+    return "OpenAI's GPT-2 BPE (50,257 tokens)" if name == "gpt2" else f"`{name}`"
 
 
 def _shown(metric: str, value: float | None) -> str:

@@ -46,15 +46,17 @@ def plan_batches(train: Any, block_size: int, num_processes: int) -> BatchPlan:
     )
 
 
-def build_model(recipe: Any, vocab_size: int) -> torch.nn.Module:
+def build_model(recipe: Any, vocab_size: int, tokenizer: Any) -> torch.nn.Module:
     """Build the model from ``model.init``: a fresh HfGPT2ForCausalLM (``scratch``), or hf_gpt2 / GPT-2 weights.
 
     Args:
         recipe: the resolved recipe.
         vocab_size: the data's vocabulary size; the model's must be at least this.
+        tokenizer: the run's tokenizer; a fresh model takes its BOS/EOS ids unless the recipe sets them.
 
     Raises:
-        RecipeError: an impossible shape (n_embd not divisible by n_head, vocabulary or context too small).
+        RecipeError: an impossible shape (n_embd not divisible by n_head, vocabulary or context too small), or
+            an EOS id other than the one the data ends its documents with.
     """
     from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
     from hf_gpt2.recipe import model_config_kwargs
@@ -62,10 +64,11 @@ def build_model(recipe: Any, vocab_size: int) -> torch.nn.Module:
     section = recipe.model
     if section.init == "scratch":
         try:
-            config = HfGPT2Config(**model_config_kwargs(recipe))
+            config = HfGPT2Config(**model_config_kwargs(recipe, tokenizer))
         except (ValueError, TypeError) as err:
             raise RecipeError(f"model: {err}") from None
         check_shapes(config, recipe, vocab_size)
+        check_eos(config, tokenizer)
         model = HfGPT2ForCausalLM(config)
     else:  # a Hub id, a stock GPT-2 or hf_gpt2 folder, or a training checkpoint (checkpoints/step-N)
         from hf_gpt2.finetune.init_model import load_init_model
@@ -96,6 +99,16 @@ def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
         raise RecipeError("; ".join(problems))
 
 
+def check_eos(config: Any, tokenizer: Any) -> None:
+    """Refuse a fresh model whose EOS id is not the tokenizer's: generation would never stop where documents end."""
+    if config.eos_token_id != tokenizer.eos_token_id:
+        raise RecipeError(
+            f"model.eos_token_id={config.eos_token_id} is not the tokenizer's EOS id {tokenizer.eos_token_id} "
+            f"({tokenizer.eos_token!r}), which prepare writes after every document; leave model.eos_token_id null "
+            "to take the tokenizer's"
+        )
+
+
 def apply_finetune_hooks(model: torch.nn.Module, recipe: Any) -> torch.nn.Module:
     """Let ``hf_gpt2.finetune`` add LoRA adapters and freeze parameters; the loop stays agnostic."""
     from hf_gpt2.finetune import apply_trainable
@@ -108,9 +121,17 @@ def apply_finetune_hooks(model: torch.nn.Module, recipe: Any) -> torch.nn.Module
 
 
 def load_tokenizer(recipe: Any) -> Any:
-    """The tokenizer named by ``tokenizer.name``: OpenAI's GPT-2 BPE offline for ``gpt2``, else a folder or Hub id."""
+    """The recipe's tokenizer: OpenAI's GPT-2 BPE offline for ``gpt2``, else a folder or Hub id.
+
+    With ``tokenizer.train_new`` it is the new BPE trained on the recipe's data (trained now unless cached): call it
+    on the main process first.
+    """
     name = recipe.tokenizer.name
-    if name == "gpt2":
+    if recipe.tokenizer.train_new:
+        from hf_gpt2.data.bpe import trained_tokenizer_dir
+
+        name = str(trained_tokenizer_dir(recipe))
+    elif name == "gpt2":
         from hf_gpt2.tokenization import load_gpt2_tokenizer
 
         return load_gpt2_tokenizer(model_max_length=recipe.model.n_positions)

@@ -23,7 +23,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, gather
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from hf_gpt2.errors import CheckpointError, HfGPT2Error
+from hf_gpt2.errors import CheckpointError, DataError, HfGPT2Error
 from hf_gpt2.training import checkpointing, metrics
 from hf_gpt2.training.components import (
     BatchPlan,
@@ -211,6 +211,26 @@ def build_data(recipe: Any, tokenizer: Any, accelerator: Accelerator) -> tuple[A
         return prepare_token_shards(recipe), TokenWindowLoader
 
 
+def check_same_tokenizer(accelerator: Accelerator, tokenizer: Any) -> None:
+    """Check that every process loaded the same vocabulary (nodes without a shared disk load or train their own).
+
+    Raises:
+        DataError: naming the processes whose vocabulary differs from the main process's.
+    """
+    if accelerator.num_processes == 1:
+        return
+    from hf_gpt2.data.prepare import vocab_fingerprint
+
+    fingerprints = gather_object([vocab_fingerprint(tokenizer)])
+    differ = [index for index, fingerprint in enumerate(fingerprints) if fingerprint != fingerprints[0]]
+    if differ:
+        raise DataError(
+            f"process(es) {differ} loaded another vocabulary than the main process for the tokenizer "
+            f"{tokenizer.name_or_path!r}; give every node the same tokenizer files (a shared "
+            "data.cache_dir, or the same Hub revision)"
+        )
+
+
 def make_loader(recipe: Any, prepared: Any, loader_cls: type, split: str, accelerator: Accelerator) -> Any:
     """A loader over ``split`` for this process (its slice of every global batch)."""
     return loader_cls(
@@ -227,10 +247,12 @@ def make_loader(recipe: Any, prepared: Any, loader_cls: type, split: str, accele
 def build_trainer(recipe: Any, accelerator: Accelerator, plan: BatchPlan, run_dir: Path) -> Trainer:
     """Prepare the data, build model, tokenizer and optimizer, and ``accelerator.prepare`` them once."""
     configure_backends()  # TF32 and flash SDPA on CUDA; nothing on CPU
-    tokenizer = load_tokenizer(recipe)
+    with accelerator.main_process_first():  # tokenizer.train_new trains once; the other processes reuse it
+        tokenizer = load_tokenizer(recipe)
+    check_same_tokenizer(accelerator, tokenizer)
     prepared, loader_cls = build_data(recipe, tokenizer, accelerator)
     set_seed(recipe.run.seed)  # the same initial weights on every process
-    model = apply_finetune_hooks(build_model(recipe, int(prepared.meta["vocab_size"])), recipe)
+    model = apply_finetune_hooks(build_model(recipe, int(prepared.meta["vocab_size"]), tokenizer), recipe)
     if recipe.train.gradient_checkpointing:
         enable_activation_checkpointing(model)
     n_flop_params = metrics.count_flop_params(model)
