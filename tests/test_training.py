@@ -429,3 +429,16 @@ def test_a_node_without_the_release_folder_evaluates_the_same_weights_from_memor
     accelerator.distributed_type = DistributedType.FSDP
     with pytest.raises(RunFolderError, match=r"process 8 cannot see .*final.*shares"):
         load_release(tmp_path / "final", trainer)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero3_is_refused_before_any_work_and_zero2_is_not(stage):
+    from hf_gpt2.training.components import check_sharding_support
+
+    accelerator = SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=stage)))
+    if stage == 2:
+        check_sharding_support(accelerator)
+        check_sharding_support(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None)))
+        return
+    with pytest.raises(RecipeError, match=r"ZeRO-3 is not supported.*accelerate_configs/fsdp.yaml"):
+        check_sharding_support(accelerator)

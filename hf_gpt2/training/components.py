@@ -99,6 +99,22 @@ def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
         raise RecipeError("; ".join(problems))
 
 
+def check_sharding_support(accelerator: Any) -> None:
+    """Refuse DeepSpeed ZeRO-3 before any work starts: the LM head reads the tied embedding matrix outside the
+    embedding's forward (the fused chunked loss, the vocabulary-padding slice), where ZeRO-3 holds only a shard of it.
+
+    Raises:
+        RecipeError: naming the accelerate configs that shard the same way and work.
+    """
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and getattr(plugin, "zero_stage", None) == 3:
+        raise RecipeError(
+            "DeepSpeed ZeRO-3 is not supported (the tied LM head reads the whole embedding matrix outside its "
+            "module); use accelerate_configs/fsdp.yaml (FSDP2 shards parameters, gradients and optimizer state "
+            "like ZeRO-3) or accelerate_configs/deepspeed_zero2.yaml"
+        )
+
+
 def check_eos(config: Any, tokenizer: Any) -> None:
     """Refuse a fresh model whose EOS id is not the tokenizer's: generation would never stop where documents end."""
     if config.eos_token_id != tokenizer.eos_token_id:

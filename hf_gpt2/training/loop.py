@@ -29,6 +29,7 @@ from hf_gpt2.training.components import (
     BatchPlan,
     apply_finetune_hooks,
     build_model,
+    check_sharding_support,
     compute_loss,
     load_tokenizer,
     plan_batches,
@@ -247,6 +248,7 @@ def make_loader(recipe: Any, prepared: Any, loader_cls: type, split: str, accele
 def build_trainer(recipe: Any, accelerator: Accelerator, plan: BatchPlan, run_dir: Path) -> Trainer:
     """Prepare the data, build model, tokenizer and optimizer, and ``accelerator.prepare`` them once."""
     configure_backends()  # TF32 and flash SDPA on CUDA; nothing on CPU
+    check_sharding_support(accelerator)
     with accelerator.main_process_first():  # tokenizer.train_new trains once; the other processes reuse it
         tokenizer = load_tokenizer(recipe)
     check_same_tokenizer(accelerator, tokenizer)
