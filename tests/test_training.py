@@ -288,6 +288,37 @@ def test_a_checkpoint_without_this_process_files_is_refused(tmp_path, accelerate
         check_resumable(path, {"num_processes": 1}, 1, 2)
 
 
+@pytest.mark.parametrize(
+    ("saved", "now", "message"),
+    [
+        ({}, {}, None),
+        ({"reshardable": False}, {}, "it holds per-process state"),
+        ({}, {"reshardable": False}, "this run keeps per-process state"),
+        ({}, {"tokens_per_step": 1024}, "set train.global_batch_tokens=512"),
+    ],
+)
+def test_the_process_count_may_change_only_with_whole_state_and_the_same_global_batch(tmp_path, saved, now, message):
+    from hf_gpt2.training.checkpointing import check_resumable
+
+    for index in range(2):
+        (tmp_path / f"random_states_{index}.pkl").touch()
+        (tmp_path / f"data_state_{index}.pt").touch()
+    train_state = {"num_processes": 2, "tokens_per_step": 512, "reshardable": True, **saved}
+    kwargs = {"tokens_per_step": 512, "reshardable": True, **now}
+    if message is None:
+        for index in range(4):  # processes 2 and 3 read process 0's (global) data position
+            check_resumable(tmp_path, train_state, index, 4, **kwargs)
+        check_resumable(tmp_path, train_state, 0, 1, **kwargs)
+        (tmp_path / "data_state_0.pt").unlink()
+        with pytest.raises(CheckpointError, match="no data_state_0.pt for process 3"):
+            check_resumable(tmp_path, train_state, 3, 4, **kwargs)
+        return
+    refusal = rf"saved by 2 processes; resume it with 2 processes, not 1 \(.*{message}"
+    with pytest.raises(CheckpointError, match=refusal):
+        check_resumable(tmp_path, train_state, 0, 1, **kwargs)
+    check_resumable(tmp_path, train_state, 1, 2, **kwargs)  # the saved count always resumes
+
+
 def test_a_saved_checkpoint_keeps_no_marker_and_lists_its_per_process_files(tmp_path, accelerated):
     import json
 

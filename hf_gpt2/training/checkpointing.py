@@ -248,19 +248,38 @@ def rotate_checkpoints(root: Path, keep_last: int) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def check_resumable(folder: Path, train_state: dict[str, Any], process_index: int, num_processes: int) -> None:
-    """Check that this process can resume from ``folder``: same process count, and its own files are there.
+def check_resumable(
+    folder: Path,
+    train_state: dict[str, Any],
+    process_index: int,
+    num_processes: int,
+    *,
+    tokens_per_step: int | None = None,
+    reshardable: bool = False,
+) -> None:
+    """Check that this process can resume from ``folder``: its own files are there, and the process count is the
+    saved one, or may change.
+
+    The process count may change when both the checkpoint and this run are reshardable (whole weights and optimizer
+    state, as DDP and one process save them, and a data position counted over all processes, as the token-window
+    and SFT loaders keep it) and the global batch (``tokens_per_step``) is the saved one. A process beyond the saved
+    count then reads process 0's data position and starts its RNGs afresh.
 
     Raises:
-        CheckpointError: the checkpoint was saved by another number of processes, or lacks this process's files.
+        CheckpointError: the process count differs and may not (naming why), or this process's files are missing.
     """
     saved = train_state.get("num_processes", 1)
     if saved != num_processes:
-        raise CheckpointError(
-            f"checkpoint {folder} was saved by {saved} processes; resume it with {saved} processes, "
-            f"not {num_processes}"
-        )
-    names = (random_states_name(process_index), data_state_name(process_index))
+        reasons = _why_not_reshardable(train_state, tokens_per_step, reshardable)
+        if reasons:
+            raise CheckpointError(
+                f"checkpoint {folder} was saved by {saved} processes; resume it with {saved} processes, "
+                f"not {num_processes} ({'; '.join(reasons)})"
+            )
+    if process_index < saved:
+        names = [random_states_name(process_index), data_state_name(process_index)]
+    else:
+        names = [data_state_name(0)]
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
         raise CheckpointError(
@@ -268,25 +287,54 @@ def check_resumable(folder: Path, train_state: dict[str, Any], process_index: in
         )
 
 
+def _why_not_reshardable(train_state: dict[str, Any], tokens_per_step: int | None, reshardable: bool) -> list[str]:
+    reasons = []
+    if not train_state.get("reshardable"):
+        reasons.append(
+            "it holds per-process state: FSDP/DeepSpeed shards, a streaming data position, or it predates "
+            "process-count changes"
+        )
+    if not reshardable:
+        reasons.append("this run keeps per-process state (FSDP, DeepSpeed or data.streaming)")
+    saved_tokens = train_state.get("tokens_per_step")
+    if saved_tokens is not None and tokens_per_step is not None and saved_tokens != tokens_per_step:
+        reasons.append(
+            f"its global batch was {saved_tokens:,} tokens per step, this run's is {tokens_per_step:,}: set "
+            f"train.global_batch_tokens={saved_tokens} (and train.grad_accum_steps=null) to keep it"
+        )
+    return reasons
+
+
 def load_checkpoint(
-    accelerator: Accelerator, folder: Path, *, verified: bool = False
+    accelerator: Accelerator,
+    folder: Path,
+    *,
+    verified: bool = False,
+    tokens_per_step: int | None = None,
+    reshardable: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore a checkpoint into the prepared objects and the RNGs; return (train state, this process's data state).
 
     Args:
         verified: this process has just checked ``folder`` against its manifest (``verify_checkpoint``), so its
             files are not hashed a second time.
+        tokens_per_step, reshardable: this run's global batch and whether it may resume with another process count
+            (see :func:`check_resumable`). A process beyond the saved count keeps its RNGs as they are.
 
     Raises:
-        CheckpointError: a file is missing or corrupt, or the checkpoint was saved with another number of processes.
+        CheckpointError: a file is missing or corrupt, or the checkpoint was saved with another number of processes
+            and may not be resumed with this one.
     """
     train_state = read_train_state(folder) if verified else verify_checkpoint(folder)
-    check_resumable(folder, train_state, accelerator.process_index, accelerator.num_processes)
+    index = accelerator.process_index
+    check_resumable(folder, train_state, index, accelerator.num_processes, tokens_per_step=tokens_per_step,
+                    reshardable=reshardable)  # fmt: skip
     try:
         accelerator.load_state(str(folder))
     except Exception as err:  # any failure to deserialise: a damaged or foreign checkpoint
         raise CheckpointError(f"cannot load checkpoint {folder}: {type(err).__name__}: {err}") from err
-    data_path = folder / data_state_name(accelerator.process_index)
+    own = index < train_state.get("num_processes", 1)
+    data_path = folder / data_state_name(index if own else 0)  # a global position: the same in every process's file
     try:
         data_state = torch.load(data_path, weights_only=False)
     except Exception as err:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator, DistributedType, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, gather_object, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
@@ -100,7 +100,7 @@ def run_training(recipe: Any) -> Path:
     check_eval_tasks(recipe)
     run_dir, checkpoint = _main_decides(state, lambda: resolve_run(recipe))
     if checkpoint is not None:
-        checkpoint = find_checkpoint_everywhere(state, recipe.train.resume_from, checkpoint)
+        checkpoint = find_checkpoint_everywhere(state, recipe.train.resume_from, checkpoint, recipe, plan)
     accelerator = Accelerator(
         cpu=cpu,
         gradient_accumulation_steps=plan.grad_accum_steps,
@@ -145,7 +145,16 @@ def _main_decides(state: PartialState, decide):
     return _agreed(box)[0]
 
 
-def find_checkpoint_everywhere(state: PartialState, spec: str | None, decided: Path) -> Path:
+def reshardable(recipe: Any, state: PartialState) -> bool:
+    """Whether this run's state is whole (weights, optimizer) and its data position global, so that a checkpoint
+    of it resumes with another number of processes (DDP or one process, and not ``data.streaming``)."""
+    sharded = state.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    return not sharded and not (recipe.data.format == "text" and recipe.data.streaming)
+
+
+def find_checkpoint_everywhere(
+    state: PartialState, spec: str | None, decided: Path, recipe: Any = None, plan: BatchPlan | None = None
+) -> Path:
     """This process's path to the checkpoint the main process chose, verified; every process raises any one's error.
 
     A process that does not see the main's folder (another node, no shared filesystem) downloads a ``hub:``
@@ -159,7 +168,14 @@ def find_checkpoint_everywhere(state: PartialState, spec: str | None, decided: P
     def find() -> tuple[Path, dict[str, Any]]:
         path = checkpoint_on_this_node(spec, decided)
         train_state = checkpointing.verify_checkpoint(path)
-        checkpointing.check_resumable(path, train_state, state.process_index, state.num_processes)
+        checkpointing.check_resumable(
+            path,
+            train_state,
+            state.process_index,
+            state.num_processes,
+            tokens_per_step=plan.tokens_per_step if plan is not None else None,
+            reshardable=recipe is not None and reshardable(recipe, state),
+        )
         return path, train_state
 
     with state.local_main_process_first():  # errors are caught inside, so that every process reaches the barrier
@@ -338,9 +354,25 @@ def _hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def restore(trainer: Trainer, checkpoint: Path) -> None:
     """Load a checkpoint (verified by ``find_checkpoint_everywhere``): weights, optimizer, RNGs, data, step."""
-    train_state, data_state = checkpointing.load_checkpoint(trainer.accelerator, checkpoint, verified=True)
+    accelerator = trainer.accelerator
+    train_state, data_state = checkpointing.load_checkpoint(
+        accelerator,
+        checkpoint,
+        verified=True,
+        tokens_per_step=trainer.plan.tokens_per_step,
+        reshardable=reshardable(trainer.recipe, accelerator.state),
+    )
     trainer.train_loader.load_state_dict(data_state)
     trainer.step = int(train_state["step"])
+    saved = int(train_state.get("num_processes", 1))
+    if saved != accelerator.num_processes:
+        if accelerator.process_index >= saved:  # no saved RNG states: a fresh, distinct stream for this step
+            set_seed(trainer.recipe.run.seed + 1_000_003 * trainer.step + accelerator.process_index)
+        logger.warning(
+            "resuming %s, saved by %d process(es), with %d: the same weights, optimizer state, data stream and "
+            "global batch (%d tokens per step); dropout masks and float rounding differ from a run that kept %d",
+            checkpoint, saved, accelerator.num_processes, trainer.plan.tokens_per_step, saved, main_process_only=True,
+        )  # fmt: skip
     trainer.tokens_seen = int(train_state.get("tokens_seen", trainer.step * trainer.plan.tokens_per_step))
     trainer.train_time_s = float(train_state.get("train_time_s", 0.0))
     logger.info("resumed from %s at step %d", checkpoint, trainer.step)
@@ -348,7 +380,13 @@ def restore(trainer: Trainer, checkpoint: Path) -> None:
 
 def save(trainer: Trainer) -> Path:
     """Write a checkpoint of the current step (every process takes part)."""
-    state = {"step": trainer.step, "tokens_seen": trainer.tokens_seen, "train_time_s": trainer.train_time_s}
+    state = {
+        "step": trainer.step,
+        "tokens_seen": trainer.tokens_seen,
+        "train_time_s": trainer.train_time_s,
+        "tokens_per_step": trainer.plan.tokens_per_step,
+        "reshardable": reshardable(trainer.recipe, trainer.accelerator.state),
+    }
     path = checkpointing.save_checkpoint(
         trainer.accelerator,
         trainer.checkpoint_root,
