@@ -15,17 +15,10 @@ from typing import Any
 
 import torch
 
+from hf_gpt2.errors import RunFolderError
+from hf_gpt2.folders import replace_folder
+
 logger = logging.getLogger(__name__)
-
-
-def _replace_dir(staging: Path, destination: Path) -> None:
-    """Move a finished ``staging`` folder to ``destination``, replacing an older one only once the new one is whole."""
-    old = destination.with_name(f".{destination.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if destination.exists():
-        os.replace(destination, old)
-    os.replace(staging, destination)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def apply_sampling_defaults(model: Any, sample: Any) -> None:
@@ -76,7 +69,8 @@ def save_release(
             from hf_gpt2.recipe import dump_recipe
 
             dump_recipe(recipe, staging / "recipe.yaml")
-        _replace_dir(staging, directory)
+        if not replace_folder(staging, directory):
+            raise RunFolderError(f"{directory} was written by another process at the same time; write it once")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -16,6 +16,7 @@ training loop checks that every process holds the same vocabulary).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import shutil
@@ -27,6 +28,7 @@ from typing import Any
 
 from hf_gpt2.data.sources import DocumentSource, iter_documents, resolve_source
 from hf_gpt2.errors import DataError
+from hf_gpt2.folders import replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -87,22 +89,20 @@ def train_documents(
     """Yield the source's training documents (those prepare does not put in val) in batches, at most ``limit``."""
     from hf_gpt2.data.prepare import val_mask
 
-    batch: list[str] = []
-    index = taken = 0
-    for document in iter_documents(source, max_documents):
-        is_val = bool(val_mask(index, 1, val_fraction)[0])
-        index += 1
-        if is_val:
-            continue
-        batch.append(document)
-        taken += 1
-        if len(batch) == BATCH_DOCUMENTS:
+    documents = iter_documents(source, max_documents)
+    start = taken = 0
+    while limit is None or taken < limit:
+        chunk = list(itertools.islice(documents, BATCH_DOCUMENTS))
+        if not chunk:
+            return
+        is_val = val_mask(start, len(chunk), val_fraction)
+        start += len(chunk)
+        batch = [doc for doc, val in zip(chunk, is_val.tolist(), strict=True) if not val]
+        if limit is not None:
+            batch = batch[: limit - taken]
+        taken += len(batch)
+        if batch:
             yield batch
-            batch = []
-        if limit is not None and taken >= limit:
-            break
-    if batch:
-        yield batch
 
 
 def _base_description(name: str) -> dict[str, Any]:
@@ -118,9 +118,9 @@ def _load_base(name: str, model_max_length: int) -> Any:
         from hf_gpt2.tokenization import load_gpt2_tokenizer
 
         return load_gpt2_tokenizer(model_max_length=model_max_length)
-    from hf_gpt2.data.prepare import _load_hf_tokenizer
+    from hf_gpt2.data.prepare import load_hf_tokenizer
 
-    base = _load_hf_tokenizer(name)
+    base = load_hf_tokenizer(name)
     if not hasattr(base, "train_new_from_iterator"):
         raise DataError(
             f"tokenizer.name={name!r} ({type(base).__name__}) cannot train a new vocabulary; tokenizer.train_new "
@@ -194,19 +194,11 @@ def _publish(
             "tokenizers_version": tokenizers.__version__,
         }
         (staging / TRAIN_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if _is_complete(directory):  # another process finished the same fingerprint first: keep theirs
-            shutil.rmtree(staging)
-            return directory
-        old = None
-        if directory.exists():  # an incomplete or forced-out folder: set aside, replace, then delete
-            old = directory.parent / f".old-{directory.name}-{uuid.uuid4().hex[:6]}"
-            directory.rename(old)
-        staging.rename(directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if not replace_folder(staging, directory) and not _is_complete(directory):
+        raise DataError(f"another process left an incomplete {directory} while this one trained it; run again")
     _REPORTED.add(directory)
     logger.info("trained a %d-token tokenizer on %s documents in %.1f s: %s", len(tokenizer),
                 f"{counts['documents']:,}", seconds, directory)  # fmt: skip

@@ -37,6 +37,7 @@ import numpy as np
 
 from hf_gpt2.data.sources import DocumentSource, count_hint, iter_documents, resolve_source
 from hf_gpt2.errors import DataError
+from hf_gpt2.folders import replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def tokenizer_spec(recipe: Any) -> TokenizerSpec:
 
 
 def _hf_tokenizer_spec(name: str) -> TokenizerSpec:
-    tokenizer = _load_hf_tokenizer(name)
+    tokenizer = load_hf_tokenizer(name)
     if tokenizer.eos_token_id is None:
         raise DataError(f"tokenizer.name={name!r} has no EOS token; prepare appends EOS after every document")
     description = {"name": name, "vocab_sha256": vocab_fingerprint(tokenizer), "class": type(tokenizer).__name__}
@@ -297,22 +298,13 @@ def _build(
 
 
 def _publish(staging: Path, directory: Path, meta: dict[str, Any]) -> PreparedData:
-    """Move the finished folder into place; replace an old one atomically (rename aside, rename in, delete)."""
-    old = None
-    if directory.exists():
-        old = directory.parent / f".old-{directory.name}-{uuid.uuid4().hex[:6]}"
-        directory.rename(old)
-    try:
-        staging.rename(directory)
-    except OSError:  # another process published the same fingerprint first: use theirs
-        shutil.rmtree(staging, ignore_errors=True)
-        existing = load_prepared(directory, meta["fingerprint"])
-        if existing is None:
-            raise
-        return existing
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return PreparedData(directory=directory, meta=meta, reused=False)
+    """Move the finished folder into place; when another process published the same fingerprint first, use theirs."""
+    if replace_folder(staging, directory):
+        return PreparedData(directory=directory, meta=meta, reused=False)
+    existing = load_prepared(directory, meta["fingerprint"])
+    if existing is None:
+        raise DataError(f"another process left an incomplete {directory} while this one prepared it; run again")
+    return existing
 
 
 def _check_not_empty(splits: dict[str, dict[str, Any]], settings: dict[str, Any]) -> None:
@@ -382,7 +374,7 @@ def _init_worker(tokenizer: TokenizerSpec, in_worker: bool = True) -> None:
         encode_one = load_gpt2_tiktoken().encode_ordinary
         _ENCODE = lambda docs: [encode_one(doc) for doc in docs]  # noqa: E731 - a per-doc loop beats encode_batch
     else:
-        hf_tokenizer = _load_hf_tokenizer(tokenizer.name)
+        hf_tokenizer = load_hf_tokenizer(tokenizer.name)
         _ENCODE = lambda docs: hf_tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
 
 
@@ -465,7 +457,7 @@ def _num_proc(num_proc: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _load_hf_tokenizer(name: str) -> Any:
+def load_hf_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
     try:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from hf_gpt2.errors import DataError
+from hf_gpt2.folders import replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -348,9 +349,7 @@ def prepare_sft_data(recipe: Any, tokenizer: Any, *, force: bool = False) -> Pre
         for name, members in (("train", [i for i in range(len(examples)) if i not in val_set]), ("val", val_ids)):
             meta["splits"][name] = _write_split(staging, name, [examples[i] for i in members], len(tokenizer))
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
+        replace_folder(staging, directory)  # False: another process wrote the same fingerprint first; equal data
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
