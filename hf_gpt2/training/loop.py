@@ -100,7 +100,13 @@ def run_training(recipe: Any) -> Path:
     check_eval_tasks(recipe)
     run_dir, checkpoint = _main_decides(state, lambda: resolve_run(recipe))
     if checkpoint is not None:
-        checkpoint = find_checkpoint_everywhere(state, recipe.train.resume_from, checkpoint, recipe, plan)
+        checkpoint = find_checkpoint_everywhere(
+            state,
+            recipe.train.resume_from,
+            checkpoint,
+            tokens_per_step=plan.tokens_per_step,
+            reshardable=is_reshardable(recipe, state),
+        )
     accelerator = Accelerator(
         cpu=cpu,
         gradient_accumulation_steps=plan.grad_accum_steps,
@@ -145,7 +151,7 @@ def _main_decides(state: PartialState, decide):
     return _agreed(box)[0]
 
 
-def reshardable(recipe: Any, state: PartialState) -> bool:
+def is_reshardable(recipe: Any, state: PartialState) -> bool:
     """Whether this run's state is whole (weights, optimizer) and its data position global, so that a checkpoint
     of it resumes with another number of processes (DDP or one process, and not ``data.streaming``)."""
     sharded = state.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
@@ -153,13 +159,20 @@ def reshardable(recipe: Any, state: PartialState) -> bool:
 
 
 def find_checkpoint_everywhere(
-    state: PartialState, spec: str | None, decided: Path, recipe: Any = None, plan: BatchPlan | None = None
+    state: PartialState,
+    spec: str | None,
+    decided: Path,
+    *,
+    tokens_per_step: int | None = None,
+    reshardable: bool = False,
 ) -> Path:
     """This process's path to the checkpoint the main process chose, verified; every process raises any one's error.
 
     A process that does not see the main's folder (another node, no shared filesystem) downloads a ``hub:``
     checkpoint into its own node's cache, the node's first process before the others; a local folder it cannot see is
     an error. Every process checks the files (manifest, its own per-process files) and that it found the same step.
+    ``tokens_per_step`` and ``reshardable`` say whether another process count may resume it
+    (:func:`checkpointing.check_resumable`).
 
     Raises:
         CheckpointError: on every process, when any process cannot find or verify the checkpoint, or found another.
@@ -173,8 +186,8 @@ def find_checkpoint_everywhere(
             train_state,
             state.process_index,
             state.num_processes,
-            tokens_per_step=plan.tokens_per_step if plan is not None else None,
-            reshardable=recipe is not None and reshardable(recipe, state),
+            tokens_per_step=tokens_per_step,
+            reshardable=reshardable,
         )
         return path, train_state
 
@@ -360,7 +373,7 @@ def restore(trainer: Trainer, checkpoint: Path) -> None:
         checkpoint,
         verified=True,
         tokens_per_step=trainer.plan.tokens_per_step,
-        reshardable=reshardable(trainer.recipe, accelerator.state),
+        reshardable=is_reshardable(trainer.recipe, accelerator.state),
     )
     trainer.train_loader.load_state_dict(data_state)
     trainer.step = int(train_state["step"])
@@ -385,7 +398,7 @@ def save(trainer: Trainer) -> Path:
         "tokens_seen": trainer.tokens_seen,
         "train_time_s": trainer.train_time_s,
         "tokens_per_step": trainer.plan.tokens_per_step,
-        "reshardable": reshardable(trainer.recipe, trainer.accelerator.state),
+        "reshardable": is_reshardable(trainer.recipe, trainer.accelerator.state),
     }
     path = checkpointing.save_checkpoint(
         trainer.accelerator,
