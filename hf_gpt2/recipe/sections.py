@@ -898,9 +898,3 @@ def update_reference(readme: str | Path) -> None:
     path = Path(readme)
     head = path.read_text(encoding="utf-8").split(REFERENCE_MARKER)[0]
     path.write_text(f"{head}{REFERENCE_MARKER}\n\n{recipe_reference_markdown()}", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    import sys
-
-    update_reference(sys.argv[1] if len(sys.argv) > 1 else "recipes/README.md")
