@@ -442,7 +442,7 @@ def test_a_node_without_the_release_folder_evaluates_the_same_weights_from_memor
     from accelerate import PartialState
     from accelerate.utils import DistributedType
 
-    from hf_gpt2.training.finish import load_release
+    from hf_gpt2.pipeline import load_release
 
     PartialState(cpu=True)  # accelerate's logger needs it, as in a run
     tiny_model.train()

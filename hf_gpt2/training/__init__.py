@@ -8,7 +8,7 @@ Modules, in the order data flows through them:
 - ``checkpointing``: atomic, rotated ``save_state`` checkpoints with data position and RNGs; exact resume;
 - ``run_folder``: run names and folders, ``train.resume_from`` resolution;
 - ``metrics``: tokens/s, MFU from a per-GPU peak table, memory;
-- ``finish``: the ``final/`` release (written by ``hf_gpt2.release``), samples, benchmark tasks, eval.json, model
+- ``hf_gpt2.pipeline``: the ``final/`` release (written by ``hf_gpt2.release``), samples, benchmark tasks, eval.json, model
   card, push.
 """
 

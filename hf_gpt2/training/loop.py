@@ -95,7 +95,7 @@ def run_training(recipe: Any) -> Path:
     if state.num_processes != world_size:
         raise RuntimeError(f"launched as {world_size} processes, but accelerate set up {state.num_processes}")
     plan = plan_batches(recipe.train, recipe.data.block_size, state.num_processes)
-    from hf_gpt2.training.finish import check_eval_tasks, finish_run
+    from hf_gpt2.pipeline import check_eval_tasks, finish_run
 
     check_eval_tasks(recipe)
     run_dir, checkpoint = _main_decides(state, lambda: resolve_run(recipe))
