@@ -12,10 +12,10 @@ from hf_gpt2.data.sft import (
     PreparedSFT,
     SFTExample,
     SFTLoader,
-    _write_split,
     pack_examples,
     pad_examples,
 )
+from hf_gpt2.data.sft.prepare import _write_split
 
 
 def random_examples(lengths, vocab=96, seed=0):
