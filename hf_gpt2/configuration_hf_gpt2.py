@@ -1,13 +1,14 @@
 """HfGPT2Config: GPT-2's hyperparameters under GPT-2's own field names, registered as model_type "hf_gpt2".
 
-This file travels to the Hub with every release (``trust_remote_code``): it imports only transformers.
+This file travels to the Hub with every release (``trust_remote_code``): it imports only transformers and, relatively,
+``model_fields.py`` (the rules of every field, shared with the recipe), which transformers copies beside it.
 """
 
 from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu", "gelu_fast", "quick_gelu")
+from .model_fields import CHECKED_FIELDS, field_problems
 
 
 class HfGPT2Config(PreTrainedConfig):
@@ -98,31 +99,7 @@ class HfGPT2Config(PreTrainedConfig):
         return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
 
     def _validate_hf_gpt2(self) -> None:
-        problems = []
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "vocab_pad_multiple"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if not problems and self.n_embd % self.n_head != 0:
-            problems.append(
-                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                f"use an n_head that divides {self.n_embd} (e.g. {_divisor_near(self.n_embd, self.n_head)})"
-            )
-        if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
-            problems.append(f"n_inner must be a positive integer or None (4 * n_embd), got {self.n_inner!r}")
-        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-            value = getattr(self, name)
-            if not 0.0 <= float(value) < 1.0:
-                problems.append(f"{name} must be in [0, 1), got {value!r}")
-        chunk = self.loss_chunk_size
-        if chunk is not None and (not isinstance(chunk, int) or chunk < 0):
-            problems.append(f"loss_chunk_size must be None or an integer >= 0, got {self.loss_chunk_size!r}")
-        if self.activation_function not in _ACTIVATIONS:
-            problems.append(f"activation_function={self.activation_function!r} is not one of {list(_ACTIVATIONS)}")
+        fields = {name: getattr(self, name) for name in CHECKED_FIELDS}
+        problems = field_problems(fields)
         if problems:
             raise ValueError("invalid HfGPT2Config: " + "; ".join(problems))
-
-
-def _divisor_near(n: int, target: int) -> int:
-    """The divisor of ``n`` closest to ``target`` (for error messages)."""
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))

@@ -2,6 +2,6 @@
 
 import sys
 
-from hf_gpt2.recipe.sections import update_reference
+from hf_gpt2.recipe.reference import update_reference
 
 update_reference(sys.argv[1] if len(sys.argv) > 1 else "recipes/README.md")
