@@ -52,7 +52,7 @@ def build_corpus(folder: Path, target_bytes: int) -> int:
     """Write one .txt file per document until ``target_bytes`` of text; return the bytes written."""
     from pydoc_data.topics import topics
 
-    from hf_gpt2.data import kjv_documents
+    from hf_gpt2.data.sources import kjv_documents
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     sources = list(kjv_documents()) + [topics[k] for k in sorted(topics)]

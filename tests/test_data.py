@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from hf_gpt2.cli import main as cli_main
-from hf_gpt2.data import TokenWindowLoader, iter_documents, kjv_documents, prepare_token_shards, resolve_source
 from hf_gpt2.data import prepare as prepare_module
-from hf_gpt2.data.prepare import val_mask
+from hf_gpt2.data.loader import TokenWindowLoader
+from hf_gpt2.data.prepare import prepare_token_shards
+from hf_gpt2.data.sources import iter_documents, kjv_documents, resolve_source
+from hf_gpt2.data.split import val_mask
 from hf_gpt2.errors import DataError
 from hf_gpt2.recipe import recipe_from_dict
 from hf_gpt2.tokenization import GPT2_EOS_ID, load_gpt2_tiktoken

@@ -25,19 +25,21 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from hf_gpt2.data.sources import DocumentSource, count_hint, iter_documents, resolve_source
+from hf_gpt2.data.split import val_mask
 from hf_gpt2.errors import DataError
-from hf_gpt2.folders import replace_folder
+from hf_gpt2.folders import staged_folder
+from hf_gpt2.recipe import Recipe, effective_max_documents
+from hf_gpt2.tokenization import TokenizerSpec, batch_encoder, load_gpt2_tiktoken, tokenizer_spec
 
 logger = logging.getLogger(__name__)
 
@@ -81,21 +83,7 @@ class PreparedData:
             raise DataError(f"{self.directory} has no split {split!r}; splits: {list(self.meta['splits'])}") from None
 
 
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """Which tokenizer prepare uses: picklable, so worker processes can rebuild it."""
-
-    name: str
-    eos_id: int
-    vocab_size: int
-    description: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def uses_tiktoken(self) -> bool:
-        return self.name == "gpt2"
-
-
-def prepare_token_shards(recipe: Any, *, force: bool = False) -> PreparedData:
+def prepare_token_shards(recipe: Recipe, *, force: bool = False) -> PreparedData:
     """Tokenize the recipe's ``data.source`` into train/val token shards, or reuse the cache from an earlier run.
 
     Call it on the main process first (``with accelerator.main_process_first():``); concurrent callers are safe
@@ -108,8 +96,6 @@ def prepare_token_shards(recipe: Any, *, force: bool = False) -> PreparedData:
     Raises:
         DataError: if the source is missing, empty, too small to split, or the tokenizer cannot be loaded.
     """
-    from hf_gpt2.recipe import effective_max_documents
-
     data = recipe.data
     if data.format != "text":
         raise DataError(
@@ -177,42 +163,6 @@ def load_prepared(directory: str | Path, fingerprint: str | None = None) -> Prep
     return prepared
 
 
-def tokenizer_spec(recipe: Any) -> TokenizerSpec:
-    """Describe the recipe's tokenizer: name, EOS id, vocabulary size and a fingerprint of its files.
-
-    With ``tokenizer.train_new`` it is the new BPE trained on the recipe's data (trained now unless cached).
-    """
-    tok = recipe.tokenizer
-    if tok.train_new:
-        from hf_gpt2.data.bpe import trained_tokenizer_dir
-
-        return _hf_tokenizer_spec(str(trained_tokenizer_dir(recipe)))
-    if tok.name == "gpt2":
-        from hf_gpt2.tokenization import (
-            ENCODER_JSON_SHA256,
-            GPT2_EOS_ID,
-            GPT2_VOCAB_SIZE,
-            VOCAB_BPE_SHA256,
-        )
-
-        description = {"name": "gpt2", "encoder_json": ENCODER_JSON_SHA256, "vocab_bpe": VOCAB_BPE_SHA256}
-        return TokenizerSpec(name="gpt2", eos_id=GPT2_EOS_ID, vocab_size=GPT2_VOCAB_SIZE, description=description)
-    return _hf_tokenizer_spec(tok.name)
-
-
-def _hf_tokenizer_spec(name: str) -> TokenizerSpec:
-    tokenizer = load_hf_tokenizer(name)
-    if tokenizer.eos_token_id is None:
-        raise DataError(f"tokenizer.name={name!r} has no EOS token; prepare appends EOS after every document")
-    description = {"name": name, "vocab_sha256": vocab_fingerprint(tokenizer), "class": type(tokenizer).__name__}
-    return TokenizerSpec(name, int(tokenizer.eos_token_id), len(tokenizer), description)
-
-
-def vocab_fingerprint(tokenizer: Any) -> str:
-    """The sha256 of a tokenizer's vocabulary (token → id, sorted): equal vocabularies, equal fingerprints."""
-    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
-
-
 def shard_fingerprint(
     source: DocumentSource, tokenizer: TokenizerSpec, val_fraction: float, max_documents: int | None
 ) -> str:
@@ -234,13 +184,6 @@ def shard_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
 
 
-def val_mask(start: int, count: int, val_fraction: float) -> np.ndarray:
-    """Return which of documents ``start .. start+count-1`` belong to val: evenly spaced, document 0 always."""
-    index = np.arange(start, start + count, dtype=np.float64)
-    offset = 1.0 - val_fraction
-    return np.floor((index + 1) * val_fraction + offset) > np.floor(index * val_fraction + offset)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Building
 
@@ -253,12 +196,9 @@ def _build(
     max_documents: int | None,
     num_proc: int,
 ) -> PreparedData:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".tmp-{directory.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    staging.mkdir()
-    try:
+    with staged_folder(directory) as stage:
         dtype = shard_dtype(tokenizer.vocab_size)
-        writers = {split: _ShardWriter(staging, split, dtype, settings["shard_tokens"]) for split in SPLITS}
+        writers = {split: _ShardWriter(stage.path, split, dtype, settings["shard_tokens"]) for split in SPLITS}
         started = time.perf_counter()
         documents = iter_documents(source, max_documents)
         total = count_hint(source)
@@ -286,22 +226,14 @@ def _build(
             "seconds": round(seconds, 3),
         }
         meta = json.loads(json.dumps(meta))  # the same plain lists and dicts a reader of meta.json gets
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        n_tokens = sum(s["num_tokens"] for s in splits.values())
-        logger.info("prepared %s tokens in %.1f s (%s tokens/s): %s train, %s val", f"{n_tokens:,}", seconds,
-                    f"{n_tokens / max(seconds, 1e-9):,.0f}", f"{splits['train']['num_tokens']:,}",
-                    f"{splits['val']['num_tokens']:,}")  # fmt: skip
-        return _publish(staging, directory, meta)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _publish(staging: Path, directory: Path, meta: dict[str, Any]) -> PreparedData:
-    """Move the finished folder into place; when another process published the same fingerprint first, use theirs."""
-    if replace_folder(staging, directory):
+        (stage.path / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    n_tokens = sum(s["num_tokens"] for s in splits.values())
+    logger.info("prepared %s tokens in %.1f s (%s tokens/s): %s train, %s val", f"{n_tokens:,}", seconds,
+                f"{n_tokens / max(seconds, 1e-9):,.0f}", f"{splits['train']['num_tokens']:,}",
+                f"{splits['val']['num_tokens']:,}")  # fmt: skip
+    if stage.placed:
         return PreparedData(directory=directory, meta=meta, reused=False)
-    existing = load_prepared(directory, meta["fingerprint"])
+    existing = load_prepared(directory, meta["fingerprint"])  # another process published the same fingerprint first
     if existing is None:
         raise DataError(f"another process left an incomplete {directory} while this one prepared it; run again")
     return existing
@@ -368,14 +300,7 @@ def _init_worker(tokenizer: TokenizerSpec, in_worker: bool = True) -> None:
     _ENCODE_DTYPE = shard_dtype(tokenizer.vocab_size)
     if in_worker:  # each worker is one process's worth of parallelism already
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    if tokenizer.uses_tiktoken:
-        from hf_gpt2.tokenization import load_gpt2_tiktoken
-
-        encode_one = load_gpt2_tiktoken().encode_ordinary
-        _ENCODE = lambda docs: [encode_one(doc) for doc in docs]  # noqa: E731 - a per-doc loop beats encode_batch
-    else:
-        hf_tokenizer = load_hf_tokenizer(tokenizer.name)
-        _ENCODE = lambda docs: hf_tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
+    _ENCODE = batch_encoder(tokenizer)
 
 
 def _encode_chunk(task: tuple[int, list[str], float, int]) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -396,8 +321,6 @@ def _tokenize(
     documents: Iterable[str], tokenizer: TokenizerSpec, val_fraction: float, num_proc: int, total: int | None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, int, int]]:
     """Yield tokenized chunks in document order, with a progress bar; at most 2 × num_proc chunks in flight."""
-    from tqdm.auto import tqdm
-
     tasks = ((start, docs, val_fraction, tokenizer.eos_id) for start, docs in _chunks(documents))
     bar = tqdm(total=total, unit="doc", desc="tokenizing", mininterval=1.0, dynamic_ncols=True)
     n_tokens = 0
@@ -422,8 +345,6 @@ def _map_ordered(
         return
     context = multiprocessing.get_context()
     if tokenizer.uses_tiktoken and context.get_start_method() == "fork":
-        from hf_gpt2.tokenization import load_gpt2_tiktoken
-
         load_gpt2_tiktoken()  # built once here; forked workers inherit it instead of each building their own
     with context.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer,)) as pool:
         pending: collections.deque = collections.deque()
@@ -455,15 +376,3 @@ def _num_proc(num_proc: int) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
-
-
-def load_hf_tokenizer(name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise DataError(
-            f"cannot load tokenizer.name={name!r} ({str(err).strip().splitlines()[0]}); use 'gpt2' (offline) or a "
-            "folder / Hub id with tokenizer files"
-        ) from err

@@ -21,10 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets.distributed import split_dataset_by_node
 
-from hf_gpt2.data.prepare import TokenizerSpec, tokenizer_spec, val_mask
 from hf_gpt2.data.sources import DocumentSource, iter_documents, load_hub_dataset, resolve_source
+from hf_gpt2.data.split import val_mask
 from hf_gpt2.errors import DataError
+from hf_gpt2.recipe import Recipe, effective_max_documents
+from hf_gpt2.tokenization import TokenizerSpec, batch_encoder, tokenizer_spec
 
 STATE_VERSION = 1
 
@@ -33,7 +36,7 @@ STATE_VERSION = 1
 class StreamingData:
     """Streaming mode's stand-in for prepared token shards: the recipe, and ``meta`` as prepared data has it."""
 
-    recipe: Any
+    recipe: Recipe
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -54,15 +57,13 @@ class StreamingTokenLoader:
 
     def __init__(
         self,
-        recipe: Any,
+        recipe: Recipe,
         split: str,
         block_size: int,
         micro_batch_size: int,
         process_index: int = 0,
         num_processes: int = 1,
     ) -> None:
-        from hf_gpt2.recipe import effective_max_documents
-
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.recipe, self.split = recipe, split
@@ -74,7 +75,8 @@ class StreamingTokenLoader:
         self.tokenizer: TokenizerSpec = tokenizer_spec(recipe)
         self.val_fraction = recipe.data.val_fraction
         self.max_documents = effective_max_documents(recipe)
-        self._encode = _encoder(self.tokenizer)
+        encode = batch_encoder(self.tokenizer)
+        self._encode = lambda text: encode([text])[0]
         self.vocab_size = self.tokenizer.vocab_size
         """Tokenizer vocabulary size (what ``prepared.meta["vocab_size"]`` is for the prepared loader)."""
         self.epoch = 0
@@ -200,18 +202,5 @@ class StreamingTokenLoader:
     def _hub_dataset(self) -> Any:
         dataset = load_hub_dataset(self.source)
         if self.num_processes > 1:
-            from datasets.distributed import split_dataset_by_node
-
             dataset = split_dataset_by_node(dataset, rank=self.process_index, world_size=self.num_processes)
         return dataset
-
-
-def _encoder(tokenizer: TokenizerSpec) -> Any:
-    if tokenizer.uses_tiktoken:
-        from hf_gpt2.tokenization import load_gpt2_tiktoken
-
-        return load_gpt2_tiktoken().encode_ordinary
-    from transformers import AutoTokenizer
-
-    hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer.name)
-    return lambda text: hf_tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
