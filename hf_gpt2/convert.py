@@ -10,15 +10,13 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+from transformers import AutoConfig, GPT2Config, GPT2LMHeadModel
+
+from hf_gpt2.configuration_hf_gpt2 import HfGPT2Config
 from hf_gpt2.errors import CheckpointError, ConversionError
-
-if TYPE_CHECKING:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
-
-    from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
+from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM
 
 logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -61,8 +59,6 @@ def config_from_gpt2(config: GPT2Config, vocab_pad_multiple: int = 1) -> HfGPT2C
     Raises:
         ConversionError: if the stock config uses an option hf_gpt2 does not implement.
     """
-    from hf_gpt2 import HfGPT2Config
-
     for option, supported in _UNSUPPORTED_STOCK_OPTIONS.items():
         if getattr(config, option, supported) != supported:
             raise ConversionError(
@@ -75,8 +71,6 @@ def config_from_gpt2(config: GPT2Config, vocab_pad_multiple: int = 1) -> HfGPT2C
 
 def config_to_gpt2(config: HfGPT2Config) -> GPT2Config:
     """Return the stock GPT2Config equivalent to an HfGPT2Config."""
-    from transformers import GPT2Config
-
     return GPT2Config(**{name: getattr(config, name) for name in SHARED_CONFIG_FIELDS})
 
 
@@ -108,16 +102,12 @@ def _convert_state_dict(
 
 def _fit_vocab_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
     """Strip vocabulary padding rows (hf_gpt2 → GPT-2) or append zero ones (GPT-2 → hf_gpt2)."""
-    import torch
-
     if len(tensor) >= rows:
         return tensor[:rows]
     return torch.cat([tensor, tensor.new_zeros(rows - len(tensor), *tensor.shape[1:])])
 
 
 def _load_stock_gpt2(name_or_path: str | os.PathLike) -> GPT2LMHeadModel:
-    from transformers import GPT2LMHeadModel
-
     _require_source(name_or_path)
     try:
         return GPT2LMHeadModel.from_pretrained(str(name_or_path))
@@ -134,10 +124,6 @@ def from_gpt2(model_or_path: GPT2LMHeadModel | str | os.PathLike, vocab_pad_mult
     Raises:
         ConversionError: if the source is missing, not GPT-2, or a tensor is missing or has the wrong shape.
     """
-    from transformers import GPT2LMHeadModel
-
-    from hf_gpt2 import HfGPT2ForCausalLM
-
     stock = model_or_path if isinstance(model_or_path, GPT2LMHeadModel) else _load_stock_gpt2(model_or_path)
     model = HfGPT2ForCausalLM(config_from_gpt2(stock.config, vocab_pad_multiple))
     state = _convert_state_dict(stock.state_dict(), model.state_dict(), "GPT-2 → hf_gpt2")
@@ -148,8 +134,6 @@ def from_gpt2(model_or_path: GPT2LMHeadModel | str | os.PathLike, vocab_pad_mult
 
 def to_gpt2(model: HfGPT2ForCausalLM) -> GPT2LMHeadModel:
     """Convert an hf_gpt2 model to a stock transformers ``GPT2LMHeadModel`` with identical logits."""
-    from transformers import GPT2LMHeadModel
-
     stock = GPT2LMHeadModel(config_to_gpt2(model.config))
     target = {
         key: value for key, value in stock.state_dict().items() if not key.endswith((".attn.bias", "masked_bias"))
@@ -166,10 +150,6 @@ def load_causal_lm(name_or_path: str | os.PathLike) -> HfGPT2ForCausalLM:
     Raises:
         CheckpointError: if the folder is missing or holds neither hf_gpt2 nor GPT-2.
     """
-    from transformers import AutoConfig
-
-    from hf_gpt2 import HfGPT2ForCausalLM
-
     _require_source(name_or_path)
     try:
         config = AutoConfig.from_pretrained(str(name_or_path))
@@ -189,23 +169,6 @@ def load_causal_lm(name_or_path: str | os.PathLike) -> HfGPT2ForCausalLM:
         f"{str(name_or_path)!r} holds a {config.model_type!r} model; "
         "hf_gpt2 starts from hf_gpt2 or GPT-2 checkpoints only"
     )
-
-
-def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """The tokenizer saved with a model; OpenAI's GPT-2 BPE (offline) when the source has none, said in the log."""
-    from transformers import AutoTokenizer
-
-    from hf_gpt2.tokenization import load_gpt2_tokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    except (OSError, ValueError, TypeError) as err:
-        logger.warning("%s has no loadable tokenizer (%s); using OpenAI's GPT-2 BPE", name_or_path, _first_line(err))
-        return load_gpt2_tokenizer()
-    if len(tokenizer) < 2:  # transformers 5 builds an EMPTY GPT2Tokenizer from a folder without vocab files
-        logger.warning("%s has no tokenizer files; using OpenAI's GPT-2 BPE", name_or_path)
-        return load_gpt2_tokenizer()
-    return tokenizer
 
 
 def _require_source(name_or_path: str | os.PathLike) -> None:

@@ -26,8 +26,11 @@ from accelerate import Accelerator
 
 from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.pipeline import download_checkpoint
 from hf_gpt2.training.checkpointing import MANIFEST, load_checkpoint, save_checkpoint
-from hf_gpt2.training.loop import find_checkpoint_everywhere, saved_at_this_step
+from hf_gpt2.training.distributed import find_checkpoint_everywhere
+from hf_gpt2.training.loop import saved_at_this_step
+from hf_gpt2.training.state import TrainState
 
 STEP = 3
 ROOT = Path("run/checkpoints")
@@ -74,7 +77,7 @@ def main(mode: str, base: Path) -> None:
     model = prepared(accelerator)
     seed_everything(100 + rank)
     data_state = {"position": 1000 + rank}
-    saved = save_checkpoint(accelerator, ROOT, {"step": STEP}, data_state, keep_last=1)
+    saved = save_checkpoint(accelerator, ROOT, TrainState(step=STEP), data_state, keep_last=1)
     expected = draws()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     main_folder = base / ("shared" if shared else "node0") / ROOT / f"step-{STEP}"
@@ -97,7 +100,7 @@ def main(mode: str, base: Path) -> None:
             assert "not on this node" in str(err) and "hub:USER/NAME" in str(err), err
     download = here / "hub-cache" / f"step-{STEP}"
     with mock.patch("hf_gpt2.hub.download_checkpoint", lambda spec: shutil.copytree(main_folder, download)):
-        found = find_checkpoint_everywhere(accelerator.state, "hub:user/run", saved)
+        found = find_checkpoint_everywhere(accelerator.state, "hub:user/run", saved, download=download_checkpoint)
     assert found == (saved if rank == 0 or shared else download), found
 
     seed_everything(999)
@@ -105,7 +108,7 @@ def main(mode: str, base: Path) -> None:
         for p in model.parameters():
             p.add_(1.0)
     train_state, restored = load_checkpoint(accelerator, found)
-    assert train_state["step"] == STEP and restored == data_state, (train_state, restored)
+    assert train_state.step == STEP and restored == data_state, (train_state, restored)
     assert draws() == expected
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     accelerator.wait_for_everyone()

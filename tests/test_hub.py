@@ -50,6 +50,7 @@ MODEL_FILES = [
     "configuration_hf_gpt2.py",
     "generation_config.json",
     "model.safetensors",
+    "model_fields.py",  # the field rules, imported relatively by the configuration file
     "modeling_hf_gpt2.py",
 ]
 
@@ -559,6 +560,7 @@ def test_download_checkpoint_pulls_the_newest_step(hub, tmp_path, monkeypatch):
 
 def test_a_pushed_then_downloaded_checkpoint_passes_trainings_manifest_check(hub, tmp_path):
     from hf_gpt2.training.checkpointing import verify_checkpoint, write_manifest
+    from hf_gpt2.training.state import TrainState
 
     folder = _checkpoint(tmp_path, 40)
     (folder / "optimizer.bin").write_bytes(b"adam" * 300)
@@ -566,7 +568,7 @@ def test_a_pushed_then_downloaded_checkpoint_passes_trainings_manifest_check(hub
     with CheckpointPusher(RECIPE["hub"]) as pusher:
         pusher.submit(folder, 40)
     downloaded = download_checkpoint("hub:user/tiny-gpt2@checkpoints", cache_dir=tmp_path / "cache")
-    assert verify_checkpoint(downloaded) == {"step": 40}
+    assert verify_checkpoint(downloaded) == TrainState(step=40)
 
 
 def test_download_checkpoint_errors_name_the_repo_and_revision(hub, run_dir):

@@ -37,7 +37,7 @@ def response_loss(model, prepared, recipe):
 @pytest.mark.slow
 def test_tiny_sft_run_lowers_the_response_loss(tmp_path, tiny_stock_gpt2, gpt2_tokenizer):
     from hf_gpt2.convert import load_causal_lm
-    from hf_gpt2.training import run_training
+    from hf_gpt2.pipeline import run_pipeline
 
     tiny_stock_gpt2.save_pretrained(tmp_path / "stock")  # a stock GPT-2 folder: converted on load
     source = tmp_path / "hh.jsonl"
@@ -56,7 +56,7 @@ def test_tiny_sft_run_lowers_the_response_loss(tmp_path, tiny_stock_gpt2, gpt2_t
     )  # fmt: skip
     before = response_loss(load_causal_lm(tmp_path / "stock"), prepare_sft_data(recipe, gpt2_tokenizer), recipe)
 
-    run_dir = run_training(recipe)
+    run_dir = run_pipeline(recipe)
 
     release = load_causal_lm(run_dir / "final")
     after = response_loss(release, prepare_sft_data(recipe, gpt2_tokenizer), recipe)

@@ -12,6 +12,7 @@ import torch
 
 from hf_gpt2.errors import CheckpointError, RecipeError, RunFolderError
 from hf_gpt2.training.optim import build_optimizer, lr_at, param_groups
+from hf_gpt2.training.state import TrainState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "accelerate_configs"
 
@@ -228,21 +229,22 @@ def accelerated(tiny_model):
 
 
 def test_checkpoints_are_rotated_and_verified(tmp_path, accelerated):
-    from hf_gpt2.training.checkpointing import checkpoint_dirs, load_checkpoint, save_checkpoint, verify_checkpoint
+    from hf_gpt2.training.checkpointing import load_checkpoint, save_checkpoint, verify_checkpoint
+    from hf_gpt2.training.state import checkpoint_dirs
 
     accelerator, model, _ = accelerated
     root = tmp_path / "checkpoints"
     for step in (2, 4, 6):
-        save_checkpoint(accelerator, root, {"step": step}, {"position": step * 10}, keep_last=2)
+        save_checkpoint(accelerator, root, TrainState(step=step), {"position": step * 10}, keep_last=2)
     assert [p.name for p in checkpoint_dirs(root)] == ["step-4", "step-6"]
     assert not list(root.glob(".tmp-*"))
-    assert verify_checkpoint(root / "step-6")["step"] == 6
+    assert verify_checkpoint(root / "step-6").step == 6
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     state, data = load_checkpoint(accelerator, root / "step-6")
-    assert state["step"] == 6 and data == {"position": 60}
+    assert state.step == 6 and data == {"position": 60}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -251,7 +253,7 @@ def test_a_damaged_checkpoint_file_is_named(tmp_path, accelerated, victim):
     from hf_gpt2.training.checkpointing import save_checkpoint, verify_checkpoint
 
     accelerator, _, _ = accelerated
-    path = save_checkpoint(accelerator, tmp_path, {"step": 1}, {}, keep_last=1)
+    path = save_checkpoint(accelerator, tmp_path, TrainState(step=1), {}, keep_last=1)
     data = bytearray((path / victim).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (path / victim).write_bytes(bytes(data))
@@ -263,7 +265,7 @@ def test_truncated_or_missing_files_are_named(tmp_path, accelerated):
     from hf_gpt2.training.checkpointing import save_checkpoint, verify_checkpoint
 
     accelerator, _, _ = accelerated
-    path = save_checkpoint(accelerator, tmp_path, {"step": 1}, {}, keep_last=1)
+    path = save_checkpoint(accelerator, tmp_path, TrainState(step=1), {}, keep_last=1)
     (path / "optimizer.bin").write_bytes((path / "optimizer.bin").read_bytes()[:100])
     with pytest.raises(CheckpointError, match="optimizer.bin"):
         verify_checkpoint(path)
@@ -279,13 +281,13 @@ def test_a_checkpoint_without_this_process_files_is_refused(tmp_path, accelerate
     from hf_gpt2.training.checkpointing import check_resumable, load_checkpoint, save_checkpoint, write_manifest
 
     accelerator, _, _ = accelerated
-    path = save_checkpoint(accelerator, tmp_path, {"step": 1}, {}, keep_last=1)
+    path = save_checkpoint(accelerator, tmp_path, TrainState(step=1), {}, keep_last=1)
     (path / "random_states_0.pkl").unlink()  # accelerate's load_state would carry on without the RNG states
     write_manifest(path)
     with pytest.raises(CheckpointError, match="no random_states_0.pkl for process 0"):
         load_checkpoint(accelerator, path)
     with pytest.raises(CheckpointError, match="saved by 1 processes; resume it with 1 processes, not 2"):
-        check_resumable(path, {"num_processes": 1}, 1, 2)
+        check_resumable(path, TrainState(step=1, num_processes=1), 1, 2)
 
 
 @pytest.mark.parametrize(
@@ -303,7 +305,7 @@ def test_the_process_count_may_change_only_with_whole_state_and_the_same_global_
     for index in range(2):
         (tmp_path / f"random_states_{index}.pkl").touch()
         (tmp_path / f"data_state_{index}.pt").touch()
-    train_state = {"num_processes": 2, "tokens_per_step": 512, "reshardable": True, **saved}
+    train_state = TrainState(step=1, **{"num_processes": 2, "tokens_per_step": 512, "reshardable": True, **saved})
     kwargs = {"tokens_per_step": 512, "reshardable": True, **now}
     if message is None:
         for index in range(4):  # processes 2 and 3 read process 0's (global) data position
@@ -325,7 +327,7 @@ def test_a_saved_checkpoint_keeps_no_marker_and_lists_its_per_process_files(tmp_
     from hf_gpt2.training.checkpointing import MANIFEST, save_checkpoint
 
     accelerator, _, _ = accelerated
-    path = save_checkpoint(accelerator, tmp_path / "new" / "checkpoints", {"step": 2}, {"position": 5}, keep_last=1)
+    path = save_checkpoint(accelerator, tmp_path / "new" / "checkpoints", TrainState(step=2), {"position": 5}, keep_last=1)
     manifest = json.loads((path / MANIFEST).read_text())
     assert {"random_states_0.pkl", "data_state_0.pt", "train_state.json"} <= set(manifest)
     assert not [p.name for p in path.iterdir() if p.name.startswith(".")]
@@ -381,6 +383,7 @@ def test_resume_latest_of_a_named_run_without_checkpoint_starts_fresh(tmp_path):
 
 
 def test_a_checkpoint_folder_this_node_cannot_see_is_an_error_and_hub_downloads_it_here(tmp_path, monkeypatch):
+    from hf_gpt2.pipeline import download_checkpoint
     from hf_gpt2.training.run_folder import checkpoint_on_this_node
 
     seen = tmp_path / "r" / "checkpoints" / "step-5"
@@ -394,7 +397,7 @@ def test_a_checkpoint_folder_this_node_cannot_see_is_an_error_and_hub_downloads_
         checkpoint_on_this_node("latest", elsewhere)
     downloads = []
     monkeypatch.setattr("hf_gpt2.hub.download_checkpoint", lambda spec: downloads.append(spec) or seen)
-    assert checkpoint_on_this_node("hub:user/run@checkpoints", elsewhere) == seen
+    assert checkpoint_on_this_node("hub:user/run@checkpoints", elsewhere, download=download_checkpoint) == seen
     assert downloads == ["hub:user/run@checkpoints"]
 
 
@@ -414,7 +417,7 @@ def test_sft_accumulation_weights_every_trained_token_equally(tiny_config):
 
     from hf_gpt2 import HfGPT2ForCausalLM
     from hf_gpt2.training.components import compute_loss
-    from hf_gpt2.training.loop import items_per_micro_batch
+    from hf_gpt2.training.step import items_per_micro_batch
 
     torch.manual_seed(0)
     model = HfGPT2ForCausalLM(tiny_config).train()
@@ -442,7 +445,7 @@ def test_a_node_without_the_release_folder_evaluates_the_same_weights_from_memor
     from accelerate import PartialState
     from accelerate.utils import DistributedType
 
-    from hf_gpt2.pipeline import load_release
+    from hf_gpt2.release import load_release
 
     PartialState(cpu=True)  # accelerate's logger needs it, as in a run
     tiny_model.train()

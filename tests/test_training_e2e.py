@@ -206,10 +206,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(workspace):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "SIGTERM" in out
-    from hf_gpt2.training.checkpointing import latest_checkpoint, verify_checkpoint
+    from hf_gpt2.training.checkpointing import verify_checkpoint
+    from hf_gpt2.training.state import latest_checkpoint
 
     last = latest_checkpoint(checkpoints)
-    assert verify_checkpoint(last)["step"] >= 2
+    assert verify_checkpoint(last).step >= 2
     assert not (workspace / "runs/preempted/final").exists()
 
 
@@ -217,25 +218,26 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(workspace):
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(workspace, monkeypatch, capsys):
-    import hf_gpt2.training.loop as loop
+    import hf_gpt2.training.step as step
 
     calls = {"n": 0}
-    real = loop.compute_loss
+    real = step.compute_loss
 
     def poisoned(model, batch, **kwargs):
         loss = real(model, batch, **kwargs)
         calls["n"] += 1
         return loss * float("nan") if calls["n"] > 2 * 5 else loss  # 2 micro-batches per step: step 6 is NaN
 
-    monkeypatch.setattr(loop, "compute_loss", poisoned)
+    monkeypatch.setattr(step, "compute_loss", poisoned)
     capsys.readouterr()
     assert train_cli(workspace, "run.name=nan", "train.save_every=5", "train.eval_every=0") == 2
     err = error_of(capsys.readouterr().err)
     assert "step 6" in err and "step-5" in err
-    from hf_gpt2.training.checkpointing import checkpoint_dirs, verify_checkpoint
+    from hf_gpt2.training.checkpointing import verify_checkpoint
+    from hf_gpt2.training.state import checkpoint_dirs
 
     assert [p.name for p in checkpoint_dirs(workspace / "runs/nan/checkpoints")] == ["step-5"]
-    assert verify_checkpoint(workspace / "runs/nan/checkpoints/step-5")["step"] == 5
+    assert verify_checkpoint(workspace / "runs/nan/checkpoints/step-5").step == 5
     assert not (workspace / "runs/nan/final").exists()
 
 

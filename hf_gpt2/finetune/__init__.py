@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from hf_gpt2.errors import RecipeError
+from hf_gpt2.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _name_summary(names: list[str]) -> str:
     return ", ".join(parts)
 
 
-def apply_trainable(model: Any, recipe: Any) -> Any:
+def apply_trainable(model: Any, recipe: Recipe) -> Any:
     """Train only the parameters matched by ``recipe.train.trainable`` (glob patterns over parameter names).
 
     None (the default) leaves every parameter as it is. Names are matched without peft's ``base_model.model.``

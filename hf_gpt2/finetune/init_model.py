@@ -8,7 +8,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+from transformers import AutoConfig, PreTrainedConfig
+
+from hf_gpt2.configuration_hf_gpt2 import HfGPT2Config
+from hf_gpt2.convert import config_from_gpt2, load_causal_lm
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.finetune.lora import apply_lora, merge_for_release
+from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM
+from hf_gpt2.recipe import Recipe, load_recipe, model_config_kwargs
+from hf_gpt2.tokenization import load_tokenizer
+from hf_gpt2.training.state import TRAIN_STATE
 
 logger = logging.getLogger(__name__)
 
@@ -18,10 +28,10 @@ _PEFT_PREFIX = "base_model.model."
 
 def is_training_checkpoint(path: str | os.PathLike) -> bool:
     """True for a ``checkpoints/step-N`` folder written by the training loop (it holds ``train_state.json``)."""
-    return (Path(path) / "train_state.json").is_file()
+    return (Path(path) / TRAIN_STATE).is_file()
 
 
-def load_init_model(init: str | os.PathLike) -> Any:
+def load_init_model(init: str | os.PathLike) -> HfGPT2ForCausalLM:
     """The ``HfGPT2ForCausalLM`` that ``model.init`` names: a training checkpoint, or what ``load_causal_lm`` takes.
 
     Raises:
@@ -29,12 +39,10 @@ def load_init_model(init: str | os.PathLike) -> Any:
     """
     if is_training_checkpoint(init):
         return load_training_checkpoint(init)
-    from hf_gpt2.convert import load_causal_lm
-
     return load_causal_lm(init)
 
 
-def load_training_checkpoint(folder: str | os.PathLike) -> Any:
+def load_training_checkpoint(folder: str | os.PathLike) -> HfGPT2ForCausalLM:
     """Rebuild the model saved in a training checkpoint, as a plain ``HfGPT2ForCausalLM`` in eval mode.
 
     The architecture comes from ``config.json`` in the folder when present, else from the run's ``recipe.yaml``
@@ -43,16 +51,12 @@ def load_training_checkpoint(folder: str | os.PathLike) -> Any:
     Raises:
         CheckpointError: if the weights or the run's recipe are missing, or the weights do not fit the architecture.
     """
-    from hf_gpt2 import HfGPT2ForCausalLM
-
     folder = Path(folder)
     state = _read_weights(folder)
     recipe = _run_recipe(folder)
     model = HfGPT2ForCausalLM(_config_for(folder, recipe))
     is_lora = any("lora_" in key for key in state)
     if is_lora:
-        from hf_gpt2.finetune.lora import apply_lora, merge_for_release
-
         if recipe is None or not recipe.train.lora.r:
             raise CheckpointError(f"{folder} holds LoRA weights but its run's recipe.yaml has no train.lora settings")
         model = apply_lora(model, recipe)
@@ -75,8 +79,6 @@ def load_training_checkpoint(folder: str | os.PathLike) -> Any:
 
 
 def _read_weights(folder: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
     files = sorted(folder.glob("model*.safetensors"))
     if not files:
         raise CheckpointError(f"{folder} has no model*.safetensors; is it a checkpoint of the training loop?")
@@ -88,21 +90,13 @@ def _read_weights(folder: Path) -> dict[str, Any]:
     return state
 
 
-def _run_recipe(folder: Path) -> Any | None:
-    from hf_gpt2.recipe import load_recipe
-
+def _run_recipe(folder: Path) -> Recipe | None:
     recipe_path = folder.parent.parent / "recipe.yaml"
     return load_recipe(recipe_path) if recipe_path.is_file() else None
 
 
-def _config_for(folder: Path, recipe: Any | None) -> Any:
+def _config_for(folder: Path, recipe: Recipe | None) -> PreTrainedConfig:
     """The checkpoint's HfGPT2Config: its config.json, else the run recipe's model (scratch fields or init)."""
-    from transformers import AutoConfig
-
-    from hf_gpt2 import HfGPT2Config
-    from hf_gpt2.convert import config_from_gpt2
-    from hf_gpt2.recipe import model_config_kwargs
-
     if (folder / "config.json").is_file():
         return HfGPT2Config.from_pretrained(folder)
     if recipe is None:
@@ -111,8 +105,6 @@ def _config_for(folder: Path, recipe: Any | None) -> Any:
             "start from the run's release (final/) instead"
         )
     if recipe.model.init == "scratch":
-        from hf_gpt2.training.components import load_tokenizer
-
         return HfGPT2Config(**model_config_kwargs(recipe, load_tokenizer(recipe)))
     if is_training_checkpoint(recipe.model.init):  # that run itself started from a checkpoint
         return _config_for(Path(recipe.model.init), _run_recipe(Path(recipe.model.init)))

@@ -14,9 +14,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from hf_gpt2.errors import RecipeError
+from hf_gpt2.finetune import apply_trainable
+from hf_gpt2.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +29,6 @@ ADAPTER_DIR = "adapter"
 
 def is_peft_model(model: Any) -> bool:
     """Whether ``model`` is wrapped by peft (a ``PeftModel``)."""
-    from peft import PeftModel
-
     return isinstance(model, PeftModel)
 
 
@@ -36,7 +37,7 @@ def linear_layer_names(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)})
 
 
-def apply_lora(model: Any, recipe: Any) -> Any:
+def apply_lora(model: Any, recipe: Recipe) -> Any:
     """Wrap ``model`` with LoRA adapters from ``recipe.train.lora``; only the adapters train.
 
     With ``train.lora.r == 0`` the model is returned unchanged. Parameters matched by ``train.trainable`` (if set)
@@ -45,8 +46,6 @@ def apply_lora(model: Any, recipe: Any) -> Any:
     Raises:
         RecipeError: for a negative rank or a target module that is not a Linear layer of the model.
     """
-    from peft import LoraConfig, get_peft_model
-
     lora = recipe.train.lora
     if lora.r == 0:
         return model
@@ -70,8 +69,6 @@ def apply_lora(model: Any, recipe: Any) -> Any:
     )
     peft_model = get_peft_model(model, config)
     if recipe.train.trainable is not None:
-        from hf_gpt2.finetune import apply_trainable
-
         apply_trainable(peft_model, recipe)
     trainable, total = peft_model.get_nb_trainable_parameters()
     logger.info("LoRA r=%d alpha=%d on %s: %s of %s parameters train", lora.r, lora.alpha,

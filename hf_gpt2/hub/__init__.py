@@ -12,13 +12,8 @@ The token comes from ``hf auth login`` or HF_TOKEN and is never logged or writte
 
 from __future__ import annotations
 
-from hf_gpt2.hub.card import (
-    RELEASE_IGNORE,
-    render_card,
-    stage_release,
-    upload_manifest,
-    write_model_card,
-)
+from hf_gpt2.hub.card import RELEASE_IGNORE, is_generated_card, stage_release, upload_manifest, write_model_card
+from hf_gpt2.hub.card_text import render_card
 from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, HubError, require_token
 from hf_gpt2.hub.curves import Curves, plot_losses, read_curves
 from hf_gpt2.hub.download import download_checkpoint, parse_hub_spec
@@ -35,6 +30,7 @@ __all__ = [
     "RunSummary",
     "download_checkpoint",
     "gather_summary",
+    "is_generated_card",
     "parse_hub_spec",
     "plot_losses",
     "push_release",

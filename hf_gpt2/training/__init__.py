@@ -1,27 +1,17 @@
-"""Pretraining and finetuning with Accelerate: the loop, optimizer and lr schedule, checkpoints, releases.
+"""Pretraining and finetuning with Accelerate. A leaf: it knows nothing of releases, evaluation or the Hub
+(:mod:`hf_gpt2.pipeline` hands in the checkpoint upload and the Hub download as functions).
 
-Modules, in the order data flows through them:
+Modules, in the order a run uses them:
 
-- ``components``: batch plan, model, tokenizer, loader batches → model inputs, the loss;
+- ``launch``: the processes, the batch plan, the run folder and the checkpoint, decided before anything is written;
+- ``distributed``: how the processes agree (the main decides, any one's error is everyone's);
+- ``run_folder``: run names and folders, ``train.resume_from`` resolution, creating the folder;
+- ``components``: batch plan, model, loader batches → model inputs, the loss;
 - ``optim``: AdamW decay groups and the pure ``lr_at(step, optim, max_steps)``;
-- ``loop``: ``run_training(recipe)`` and its small steps (``optimizer_step``, ``val_loss``, ...);
-- ``checkpointing``: atomic, rotated ``save_state`` checkpoints with data position and RNGs; exact resume;
-- ``run_folder``: run names and folders, ``train.resume_from`` resolution;
-- ``metrics``: tokens/s, MFU from a per-GPU peak table, memory;
-- ``hf_gpt2.pipeline``: the ``final/`` release (written by ``hf_gpt2.release``), samples, benchmark tasks, eval.json, model
-  card, push.
+- ``trainer``: the run's state (``Trainer``) and how it is built, prepared once by Accelerate;
+- ``step``: one optimizer step (accumulate, check the loss, clip, lr, step);
+- ``loop``: ``train(trainer)``: logging, val loss, checkpoints, SIGTERM; ``restore`` to resume;
+- ``checkpointing`` and ``state``: atomic, rotated ``save_state`` checkpoints with data position, RNGs and
+  ``train_state.json``; exact resume;
+- ``metrics`` and ``speed``: tokens/s, MFU from a per-GPU peak table, memory; backends, compile, prefetching.
 """
-
-from hf_gpt2.release import generate_samples, save_release
-from hf_gpt2.training.loop import LossNotFiniteError, run_training
-from hf_gpt2.training.optim import build_optimizer, lr_at, param_groups
-
-__all__ = [
-    "LossNotFiniteError",
-    "build_optimizer",
-    "generate_samples",
-    "lr_at",
-    "param_groups",
-    "run_training",
-    "save_release",
-]

@@ -2,7 +2,8 @@
 
 A checkpoint folder ``checkpoints/step-N/`` holds what ``accelerator.save_state`` writes (model, optimizer, one
 ``random_states_<rank>.pkl`` per process with the python/numpy/torch/CUDA generators), one ``data_state_<rank>.pt``
-per process (the loader position), ``train_state.json`` (step, tokens, process count) and ``manifest.json`` (sha256 of
+per process (the loader position), ``train_state.json`` (a :class:`~hf_gpt2.training.state.TrainState`: step, tokens,
+process count) and ``manifest.json`` (sha256 of
 every file, checked before loading so that a damaged file is named). It is written to ``checkpoints/.tmp-step-N/`` and
 renamed when complete, so a run killed mid-save leaves the previous checkpoints intact.
 
@@ -13,10 +14,10 @@ files to the main process, which writes them, and removes the folder that ``save
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -28,13 +29,13 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.folders import STAGING_PREFIX, replace_folder
+from hf_gpt2.training.state import TrainState, checkpoint_dirs
 
 logger = logging.getLogger(__name__)
 
-TRAIN_STATE = "train_state.json"
 MANIFEST = "manifest.json"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = STAGING_PREFIX
 _MAIN_MARKER = ".main-process-token"
 """Written by the main process into the temporary folder; another process that reads the same token shares it."""
 _PER_PROCESS_FILE = re.compile(r"^(random_states|data_state)_\d+\.(pkl|pt)$")
@@ -48,25 +49,6 @@ def data_state_name(process_index: int) -> str:
 def random_states_name(process_index: int) -> str:
     """The file of one process's RNG states, as ``accelerator.save_state`` names it."""
     return f"random_states_{process_index}.pkl"
-
-
-def checkpoint_dirs(root: Path) -> list[Path]:
-    """Return the complete checkpoints under ``root`` (``step-N`` folders), oldest first."""
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
-    return [path for _, path in sorted(found)]
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    """Return the newest complete checkpoint under ``root``, or None."""
-    dirs = checkpoint_dirs(root)
-    return dirs[-1] if dirs else None
-
-
-def is_checkpoint(path: Path) -> bool:
-    """True when ``path`` looks like a checkpoint folder (it has a train_state.json)."""
-    return (path / TRAIN_STATE).is_file()
 
 
 def _sha256(path: Path) -> str:
@@ -87,7 +69,7 @@ def write_manifest(folder: Path) -> None:
     (folder / MANIFEST).write_text(json.dumps(entries, indent=1, sort_keys=True))
 
 
-def verify_checkpoint(folder: Path) -> dict[str, Any]:
+def verify_checkpoint(folder: Path) -> TrainState:
     """Check every file of a checkpoint against its manifest and return its train state.
 
     Raises:
@@ -111,23 +93,20 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
     return read_train_state(folder)
 
 
-def read_train_state(folder: Path) -> dict[str, Any]:
+def read_train_state(folder: Path) -> TrainState:
     """The checkpoint's ``train_state.json`` (step, tokens, process count)."""
-    try:
-        return json.loads((folder / TRAIN_STATE).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"checkpoint file {folder / TRAIN_STATE} is unreadable ({err})") from None
+    return TrainState.read(folder)
 
 
 def save_checkpoint(
-    accelerator: Accelerator, root: Path, train_state: dict[str, Any], data_state: dict[str, Any], keep_last: int
+    accelerator: Accelerator, root: Path, train_state: TrainState, data_state: dict[str, Any], keep_last: int
 ) -> Path:
     """Save a checkpoint of the prepared objects, the data position and the train state; every process calls this.
 
     Args:
         accelerator: the run's accelerator (its prepared model and optimizer are saved with ``save_state``).
         root: the run's ``checkpoints/`` folder, as this process sees it (on another node it may be another disk).
-        train_state: JSON-able counters; must hold ``step``.
+        train_state: the run's counters (``num_processes`` is set here).
         data_state: this process's loader ``state_dict()``.
         keep_last: keep this many newest checkpoints (0 keeps all).
 
@@ -138,7 +117,7 @@ def save_checkpoint(
         CheckpointError: a process that does not share the main's filesystem wrote files other than its own
             per-process ones (sharded states), which the checkpoint on the main's filesystem would lack.
     """
-    step = train_state["step"]
+    step = train_state.step
     final, tmp = root / f"step-{step}", root / f"{_TMP_PREFIX}step-{step}"
     new_parents = _missing_folders(root)  # before anyone creates them: what save_state makes on another disk
     token = _start_tmp(accelerator, tmp)
@@ -151,14 +130,14 @@ def save_checkpoint(
         _remove_stray(tmp, new_parents)
     _check_nothing_stranded(tmp, sent)
     if accelerator.is_main_process:
-        _complete(tmp, final, {**train_state, "num_processes": accelerator.num_processes}, sent)
+        _complete(tmp, final, dataclasses.replace(train_state, num_processes=accelerator.num_processes), sent)
         rotate_checkpoints(root, keep_last)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
 
 
-def _complete(tmp: Path, final: Path, train_state: dict[str, Any], sent: list[tuple[dict, list]]) -> None:
+def _complete(tmp: Path, final: Path, train_state: TrainState, sent: list[tuple[dict, list]]) -> None:
     """On the main process: add the files other nodes sent, the train state and the manifest; rename to ``final``."""
     senders = [rank for rank, (files, _) in enumerate(sent) if files]
     for files, _ in sent:
@@ -167,11 +146,9 @@ def _complete(tmp: Path, final: Path, train_state: dict[str, Any], sent: list[tu
     if senders:
         logger.info("%s: wrote the per-process files sent by processes %s", final.name, senders)
     (tmp / _MAIN_MARKER).unlink()
-    (tmp / TRAIN_STATE).write_text(json.dumps(train_state, indent=1))
+    train_state.write(tmp)
     write_manifest(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    replace_folder(tmp, final)
 
 
 def _start_tmp(accelerator: Accelerator, tmp: Path) -> str:
@@ -250,7 +227,7 @@ def rotate_checkpoints(root: Path, keep_last: int) -> None:
 
 def check_resumable(
     folder: Path,
-    train_state: dict[str, Any],
+    train_state: TrainState,
     process_index: int,
     num_processes: int,
     *,
@@ -268,7 +245,7 @@ def check_resumable(
     Raises:
         CheckpointError: the process count differs and may not (naming why), or this process's files are missing.
     """
-    saved = train_state.get("num_processes", 1)
+    saved = train_state.num_processes
     if saved != num_processes:
         reasons = _why_not_reshardable(train_state, tokens_per_step, reshardable)
         if reasons:
@@ -287,16 +264,16 @@ def check_resumable(
         )
 
 
-def _why_not_reshardable(train_state: dict[str, Any], tokens_per_step: int | None, reshardable: bool) -> list[str]:
+def _why_not_reshardable(train_state: TrainState, tokens_per_step: int | None, reshardable: bool) -> list[str]:
     reasons = []
-    if not train_state.get("reshardable"):
+    if not train_state.reshardable:
         reasons.append(
             "it holds per-process state: FSDP/DeepSpeed shards, a streaming data position, or it predates "
             "process-count changes"
         )
     if not reshardable:
         reasons.append("this run keeps per-process state (FSDP, DeepSpeed or data.streaming)")
-    saved_tokens = train_state.get("tokens_per_step")
+    saved_tokens = train_state.tokens_per_step
     if saved_tokens is not None and tokens_per_step is not None and saved_tokens != tokens_per_step:
         reasons.append(
             f"its global batch was {saved_tokens:,} tokens per step, this run's is {tokens_per_step:,}: set "
@@ -312,7 +289,7 @@ def load_checkpoint(
     verified: bool = False,
     tokens_per_step: int | None = None,
     reshardable: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[TrainState, dict[str, Any]]:
     """Restore a checkpoint into the prepared objects and the RNGs; return (train state, this process's data state).
 
     Args:
@@ -333,7 +310,7 @@ def load_checkpoint(
         accelerator.load_state(str(folder))
     except Exception as err:  # any failure to deserialise: a damaged or foreign checkpoint
         raise CheckpointError(f"cannot load checkpoint {folder}: {type(err).__name__}: {err}") from err
-    own = index < train_state.get("num_processes", 1)
+    own = index < train_state.num_processes
     data_path = folder / data_state_name(index if own else 0)  # a global position: the same in every process's file
     try:
         data_state = torch.load(data_path, weights_only=False)

@@ -1,15 +1,22 @@
-"""What the loop is built from: the batch plan, the model, the tokenizer, the data loaders, and the loss."""
+"""What the loop is built from: the batch plan, the model, loader batches → model inputs, and the loss."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from transformers import PreTrainedConfig, PreTrainedTokenizerBase
 
+from hf_gpt2.configuration_hf_gpt2 import HfGPT2Config
 from hf_gpt2.errors import RecipeError
+from hf_gpt2.finetune import apply_trainable
+from hf_gpt2.finetune.init_model import load_init_model
+from hf_gpt2.finetune.lora import apply_lora
+from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM
+from hf_gpt2.recipe import Recipe, TrainConfig, model_config_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ class BatchPlan:
         return self.micro_batch_size * self.block_size * self.num_processes * self.grad_accum_steps
 
 
-def plan_batches(train: Any, block_size: int, num_processes: int) -> BatchPlan:
+def plan_batches(train: TrainConfig, block_size: int, num_processes: int) -> BatchPlan:
     """Turn ``train.global_batch_tokens`` or ``train.grad_accum_steps`` into accumulation steps for this launch.
 
     Raises:
@@ -46,7 +53,7 @@ def plan_batches(train: Any, block_size: int, num_processes: int) -> BatchPlan:
     )
 
 
-def build_model(recipe: Any, vocab_size: int, tokenizer: Any) -> torch.nn.Module:
+def build_model(recipe: Recipe, vocab_size: int, tokenizer: PreTrainedTokenizerBase) -> torch.nn.Module:
     """Build the model from ``model.init``: a fresh HfGPT2ForCausalLM (``scratch``), or hf_gpt2 / GPT-2 weights.
 
     Args:
@@ -58,9 +65,6 @@ def build_model(recipe: Any, vocab_size: int, tokenizer: Any) -> torch.nn.Module
         RecipeError: an impossible shape (n_embd not divisible by n_head, vocabulary or context too small), or
             an EOS id other than the one the data ends its documents with.
     """
-    from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
-    from hf_gpt2.recipe import model_config_kwargs
-
     section = recipe.model
     if section.init == "scratch":
         try:
@@ -71,8 +75,6 @@ def build_model(recipe: Any, vocab_size: int, tokenizer: Any) -> torch.nn.Module
         check_eos(config, tokenizer)
         model = HfGPT2ForCausalLM(config)
     else:  # a Hub id, a stock GPT-2 or hf_gpt2 folder, or a training checkpoint (checkpoints/step-N)
-        from hf_gpt2.finetune.init_model import load_init_model
-
         model = load_init_model(section.init).train()
         check_shapes(model.config, recipe, vocab_size)
     model.set_attn_implementation(section.attn_implementation)
@@ -82,7 +84,7 @@ def build_model(recipe: Any, vocab_size: int, tokenizer: Any) -> torch.nn.Module
     return model.to(dtype)
 
 
-def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
+def check_shapes(config: PreTrainedConfig, recipe: Recipe, vocab_size: int) -> None:
     """Refuse shapes that cannot train: vocabulary smaller than the data's, context shorter than data.block_size."""
     problems = []
     if config.vocab_size < vocab_size:
@@ -99,7 +101,7 @@ def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
         raise RecipeError("; ".join(problems))
 
 
-def check_sharding_support(accelerator: Any) -> None:
+def check_sharding_support(accelerator: Accelerator) -> None:
     """Refuse DeepSpeed ZeRO-3 before any work starts: the LM head reads the tied embedding matrix outside the
     embedding's forward (the fused chunked loss, the vocabulary-padding slice), where ZeRO-3 holds only a shard of it.
 
@@ -115,7 +117,7 @@ def check_sharding_support(accelerator: Any) -> None:
         )
 
 
-def check_eos(config: Any, tokenizer: Any) -> None:
+def check_eos(config: PreTrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
     """Refuse a fresh model whose EOS id is not the tokenizer's: generation would never stop where documents end."""
     if config.eos_token_id != tokenizer.eos_token_id:
         raise RecipeError(
@@ -125,38 +127,11 @@ def check_eos(config: Any, tokenizer: Any) -> None:
         )
 
 
-def apply_finetune_hooks(model: torch.nn.Module, recipe: Any) -> torch.nn.Module:
+def apply_finetune_hooks(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     """Let ``hf_gpt2.finetune`` add LoRA adapters and freeze parameters; the loop stays agnostic."""
-    from hf_gpt2.finetune import apply_trainable
-
     if recipe.train.lora.r:
-        from hf_gpt2.finetune.lora import apply_lora
-
         return apply_lora(model, recipe)  # also applies train.trainable on top of the adapters
     return apply_trainable(model, recipe)
-
-
-def load_tokenizer(recipe: Any) -> Any:
-    """The recipe's tokenizer: OpenAI's GPT-2 BPE offline for ``gpt2``, else a folder or Hub id.
-
-    With ``tokenizer.train_new`` it is the new BPE trained on the recipe's data (trained now unless cached): call it
-    on the main process first.
-    """
-    name = recipe.tokenizer.name
-    if recipe.tokenizer.train_new:
-        from hf_gpt2.data.bpe import trained_tokenizer_dir
-
-        name = str(trained_tokenizer_dir(recipe))
-    elif name == "gpt2":
-        from hf_gpt2.tokenization import load_gpt2_tokenizer
-
-        return load_gpt2_tokenizer(model_max_length=recipe.model.n_positions)
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise RecipeError(f"tokenizer.name={name!r} could not be loaded: {str(err).splitlines()[0]}") from None
 
 
 def to_model_batch(raw: torch.Tensor | dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

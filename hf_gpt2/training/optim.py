@@ -8,11 +8,12 @@ from typing import Any
 import torch
 
 from hf_gpt2.errors import RecipeError
+from hf_gpt2.recipe import OptimConfig
 
 SCHEDULES = ("cosine", "wsd", "linear", "constant")
 
 
-def lr_at(step: int, optim: Any, max_steps: int) -> float:
+def lr_at(step: int, optim: OptimConfig, max_steps: int) -> float:
     """Return the learning rate for optimizer step ``step`` (0-based) of a run of ``max_steps`` steps.
 
     Linear warmup over ``optim.warmup_steps`` reaches ``optim.lr`` at the last warmup step; then ``optim.schedule``
@@ -57,7 +58,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     ]
 
 
-def build_optimizer(model: torch.nn.Module, optim: Any, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
     """Return AdamW over :func:`param_groups`; fused on CUDA unless ``optim.fused`` says otherwise."""
     groups = [group for group in param_groups(model, optim.weight_decay) if group["params"]]
     if not groups:

@@ -1,4 +1,9 @@
-"""Run folders: `run.output_dir/<name>/`, with a docker-style name and the hour when none is given."""
+"""Run folders: ``run.output_dir/<name>/``, with a docker-style name and the hour when none is given; which
+checkpoint ``train.resume_from`` names; and creating the folder (``recipe.yaml``, ``checkpoints/``, ``tb/``).
+
+A ``hub:USER/NAME[@REV]`` checkpoint is fetched by the ``download`` function the caller hands in
+(:func:`hf_gpt2.pipeline.download_checkpoint`): training itself never talks to the Hub.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,20 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
 
 from hf_gpt2.errors import CheckpointError, RunFolderError
+from hf_gpt2.recipe import Recipe, dump_recipe, recipe_to_dict
+from hf_gpt2.training.state import is_checkpoint, latest_checkpoint
+
+logger = logging.getLogger(__name__)
+
+Download = Callable[[str], Path]
+"""Fetches a ``hub:USER/NAME[@REV]`` checkpoint and returns its local folder."""
 
 _ADJECTIVES = (
     "admiring adoring affectionate amazing awesome blissful bold brave busy calm charming clever cool compassionate "
@@ -70,7 +86,7 @@ def unused_run_dir(output_dir: Path) -> Path:
     raise RunFolderError(f"could not find an unused run name under {output_dir}; set run.name")
 
 
-def resolve_run(recipe) -> tuple[Path, Path | None]:
+def resolve_run(recipe: Recipe, *, download: Download | None = None) -> tuple[Path, Path | None]:
     """Decide the run folder and the checkpoint to resume from (None for a fresh run); writes nothing.
 
     ``train.resume_from``:
@@ -79,7 +95,7 @@ def resolve_run(recipe) -> tuple[Path, Path | None]:
         ``run.output_dir`` with the newest checkpoint. A named run with no checkpoint yet starts fresh (so the
         same command can be requeued after preemption);
       - a checkpoint folder (``.../checkpoints/step-N``) or a run folder (its newest checkpoint);
-      - ``hub:USER/NAME[@REV]``: downloaded with ``hf_gpt2.hub.download_checkpoint``; the run gets a new folder.
+      - ``hub:USER/NAME[@REV]``: fetched with ``download``; the run gets a new folder.
 
     It runs on the main process; every process then finds the checkpoint with :func:`checkpoint_on_this_node`.
 
@@ -94,15 +110,15 @@ def resolve_run(recipe) -> tuple[Path, Path | None]:
     if spec == "latest":
         return _latest(output_dir, named)
     if spec.startswith("hub:"):
-        return _fresh_run_dir(output_dir, named), _download(spec)
+        return _fresh_run_dir(output_dir, named), _download(spec, download)
     return _from_path(Path(spec), output_dir, named)
 
 
-def checkpoint_on_this_node(spec: str | None, decided: Path) -> Path:
+def checkpoint_on_this_node(spec: str | None, decided: Path, *, download: Download | None = None) -> Path:
     """The checkpoint that the main process ``decided`` on, as this process finds it.
 
-    On a node that does not share the main's filesystem, a ``hub:`` checkpoint is downloaded again (into this node's
-    huggingface_hub cache); a local folder cannot be reached from here.
+    On a node that does not share the main's filesystem, a ``hub:`` checkpoint is fetched again with ``download``
+    (into this node's huggingface_hub cache); a local folder cannot be reached from here.
 
     Raises:
         CheckpointError: ``decided`` is a local folder that this process does not see.
@@ -110,7 +126,7 @@ def checkpoint_on_this_node(spec: str | None, decided: Path) -> Path:
     if decided.is_dir():
         return decided
     if spec is not None and spec.startswith("hub:"):
-        return _download(spec)
+        return _download(spec, download)
     raise CheckpointError(
         f"checkpoint {decided}, chosen by the main process, is not on this node ({socket.gethostname()}): the nodes "
         "do not share its filesystem; put run.output_dir on a filesystem every node shares, or resume from the Hub "
@@ -125,12 +141,10 @@ def _fresh_run_dir(output_dir: Path, named: Path | None) -> Path:
 
 
 def _latest(output_dir: Path, named: Path | None) -> tuple[Path, Path | None]:
-    from hf_gpt2.training.checkpointing import latest_checkpoint
-
     if named is not None:
         checkpoint = latest_checkpoint(named / "checkpoints")
         if checkpoint is None:
-            logging.getLogger(__name__).warning("%s has no checkpoint yet: starting it fresh", named)
+            logger.warning("%s has no checkpoint yet: starting it fresh", named)
         return _unfinished(named, checkpoint), checkpoint
     runs = [
         (ckpt.stat().st_mtime, run) for run in _subdirs(output_dir) if (ckpt := latest_checkpoint(run / "checkpoints"))
@@ -145,15 +159,13 @@ def _latest(output_dir: Path, named: Path | None) -> tuple[Path, Path | None]:
     return _unfinished(run_dir, checkpoint), checkpoint
 
 
-def _download(spec: str) -> Path:
-    from hf_gpt2.hub import download_checkpoint
-
-    return Path(download_checkpoint(spec))
+def _download(spec: str, download: Download | None) -> Path:
+    if download is None:
+        raise CheckpointError(f"train.resume_from={spec!r} is on the Hub, and this run has no way to download it")
+    return Path(download(spec))
 
 
 def _from_path(path: Path, output_dir: Path, named: Path | None) -> tuple[Path, Path]:
-    from hf_gpt2.training.checkpointing import is_checkpoint, latest_checkpoint
-
     if is_checkpoint(path):
         own_run = path.parent.parent if path.parent.name == "checkpoints" else None
         # A run's own checkpoint continues that run, unless run.name names another (new) run; a loose one starts one.
@@ -181,3 +193,30 @@ def _unfinished(run_dir: Path, checkpoint: Path | None) -> Path:
 
 def _subdirs(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+
+
+def start_run_folder(accelerator: Accelerator, recipe: Recipe, run_dir: Path, step: int = 0) -> None:
+    """Create the run folder, write the resolved recipe.yaml, and open TensorBoard in ``<run>/tb``.
+
+    ``step`` is where a resumed run continues: TensorBoard drops the events a killed run logged after it.
+    """
+    if accelerator.is_main_process:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, run_dir / "recipe.yaml")
+    accelerator.wait_for_everyone()
+    purge = {"tensorboard": {"purge_step": step + 1}} if step else {}
+    accelerator.init_trackers("tb", config=_hparams(recipe_to_dict(recipe)), init_kwargs=purge)
+
+
+def _hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten the recipe to the scalar values TensorBoard's hparams accept."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_hparams(value, f"{name}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat

@@ -1,0 +1,122 @@
+"""``eval.json``: what a finished run reports, one schema for the writer (the pipeline) and every reader (the card).
+
+The file is one JSON object: the validation loss and the run's counters at the top level, then one entry per
+benchmark task with its metrics (``run_tasks``' ``{task: {metric: value, "n": count}}``)::
+
+    {"val_loss": 3.21, "val_perplexity": 24.8, "step": 30, "tokens_seen": 122880, "train_time_s": 81.5,
+     "wall_time_s": 96.0, "device": "cpu (x86_64)", "num_processes": 1, "mixed_precision": "no",
+     "lambada_openai": {"acc": 0.30, "ppl": 48.7, "n": 500.0}}
+
+Every field is optional when reading, so partial reports (a card written from given results) load too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hf_gpt2.errors import HfGPT2Error
+from hf_gpt2.folders import write_text_atomically
+
+EVAL_JSON = "eval.json"
+
+
+class EvalReportError(HfGPT2Error):
+    """An ``eval.json`` that does not follow the schema (not an object, a value of the wrong type)."""
+
+
+@dataclass(kw_only=True)
+class EvalReport:
+    """A run's ``eval.json``: its final validation loss, its counters and its benchmark results."""
+
+    val_loss: float | None = None
+    """Mean cross-entropy (nats per token) on the validation split at the last step."""
+    val_perplexity: float | None = None
+    """``exp(val_loss)``."""
+    step: int | None = None
+    """Optimizer steps trained."""
+    tokens_seen: int | None = None
+    """Tokens trained on, over all processes."""
+    train_time_s: float | None = None
+    """Seconds spent in optimizer steps."""
+    wall_time_s: float | None = None
+    """Seconds from the start of the run to its report."""
+    device: str | None = None
+    """The training device, e.g. ``NVIDIA H100 80GB HBM3`` or ``cpu (x86_64)``."""
+    num_processes: int | None = None
+    """Processes that trained."""
+    mixed_precision: str | None = None
+    """Accelerate's mixed precision (``no``, ``bf16``, ``fp16``)."""
+    tasks: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Benchmark task → metric → value (``n``: how many items were scored); written at the top level."""
+
+    @classmethod
+    def for_run(cls, val_loss: float, **facts: Any) -> EvalReport:
+        """A report with ``val_loss`` and its perplexity, plus the given counters."""
+        return cls(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)), **facts)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of ``eval.json``: the set fields, then the tasks at the top level."""
+        facts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tasks"}
+        return {**{k: v for k, v in facts.items() if v is not None}, **self.tasks}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = EVAL_JSON) -> EvalReport:
+        """Read the JSON object of ``eval.json``: known keys are fields, objects are tasks.
+
+        Raises:
+            EvalReportError: it is not an object, or a field or metric has a value of the wrong type.
+        """
+        if not isinstance(data, Mapping):
+            raise EvalReportError(f"{where} is not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "tasks"}
+        values: dict[str, Any] = {}
+        tasks: dict[str, dict[str, float]] = {}
+        for key, value in data.items():
+            if key in fields:
+                values[key] = _checked(value, fields[key].type, f"{where}: {key}")
+            elif isinstance(value, Mapping):
+                tasks[key] = {name: float(v) for name, v in value.items() if _is_number(v)}
+            else:
+                raise EvalReportError(
+                    f"{where}: {key}={value!r} is neither a field of eval.json ({', '.join(fields)}) nor a task"
+                )
+        return cls(**values, tasks=tasks)
+
+    def write(self, path: Path) -> Path:
+        """Write the report as ``path`` (atomically)."""
+        return write_text_atomically(path, json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> EvalReport:
+        """Read ``path``.
+
+        Raises:
+            EvalReportError: the file is unreadable or does not follow the schema.
+        """
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise EvalReportError(f"{path} is unreadable ({err})") from err
+        return cls.from_json(data, where=str(path))
+
+
+def _checked(value: Any, annotation: str, where: str) -> Any:
+    if value is None:
+        return None
+    if "float" in annotation and _is_number(value):
+        return float(value)
+    if "int" in annotation and _is_number(value) and float(value).is_integer():
+        return int(value)
+    if "str" in annotation and isinstance(value, str):
+        return value
+    raise EvalReportError(f"{where}={value!r} should be {annotation.replace(' | None', '')}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
