@@ -1,7 +1,9 @@
-"""The `hf-gpt2` command line: one subcommand per module in ``hf_gpt2.commands``.
+"""The `hf-gpt2` command line: parse, check the recipe, then run the command.
 
-Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``, and imports
-heavy libraries (torch, transformers) inside ``run`` so that ``hf-gpt2 --help`` starts fast.
+Parsing (:mod:`hf_gpt2.commands.arguments`) and the recipe's checks (:mod:`hf_gpt2.recipe`) import neither torch nor
+transformers, so ``hf-gpt2 --help``, ``hf-gpt2 COMMAND --help`` and a recipe error answer at once. Only then is the
+command's module, ``hf_gpt2.commands.<name>`` (which imports what the command needs), loaded by name and its
+``run(args)`` called; for the commands that take a recipe, ``args.recipe`` is then the loaded :class:`Recipe`.
 The project's own errors (:class:`hf_gpt2.errors.HfGPT2Error`) print as one line and exit 2; anything unexpected
 keeps its traceback.
 """
@@ -12,42 +14,44 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from hf_gpt2.commands import arguments
 from hf_gpt2.errors import HfGPT2Error
+from hf_gpt2.recipe import load_recipe
 
-COMMANDS: dict[str, str] = {
-    "train": "hf_gpt2.commands.train",
-    "prepare": "hf_gpt2.commands.prepare",
-    "eval": "hf_gpt2.commands.evaluate_cmd",
-    "generate": "hf_gpt2.commands.generate",
-    "convert": "hf_gpt2.commands.convert",
-    "push": "hf_gpt2.commands.push",
-    "cloud": "hf_gpt2.commands.cloud",
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help line, its arguments, the module whose ``run(args)`` does it, and whether it takes a
+    recipe (loaded and checked before that module is imported)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    module: str
+    takes_recipe: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(arguments.TRAIN_HELP, arguments.train_arguments, "hf_gpt2.commands.train", takes_recipe=True),
+    "prepare": Command(
+        arguments.PREPARE_HELP, arguments.prepare_arguments, "hf_gpt2.commands.prepare", takes_recipe=True
+    ),
+    "eval": Command(arguments.EVAL_HELP, arguments.eval_arguments, "hf_gpt2.commands.evaluate_cmd"),
+    "generate": Command(arguments.GENERATE_HELP, arguments.generate_arguments, "hf_gpt2.commands.generate"),
+    "convert": Command(arguments.CONVERT_HELP, arguments.convert_arguments, "hf_gpt2.commands.convert"),
+    "push": Command(arguments.PUSH_HELP, arguments.push_arguments, "hf_gpt2.commands.push"),
+    "cloud": Command(arguments.CLOUD_HELP, arguments.cloud_arguments, "hf_gpt2.commands.cloud"),
 }
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, example_overrides: str) -> None:
-    """The positional ``RECIPE [section.key=value ...]`` shared by the commands that run a recipe."""
-    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="section.key=value", help=f"recipe overrides, e.g. {example_overrides}"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every available subcommand."""
+    """Return the top-level parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="hf-gpt2", description="GPT-2, all in: train, evaluate, share.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
@@ -58,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     args = build_parser().parse_args(argv)
+    command = COMMANDS[args.command]
     try:
-        return int(args._run(args) or 0)
+        if command.takes_recipe:
+            args.recipe = load_recipe(args.recipe, args.overrides)
+        return int(importlib.import_module(command.module).run(args) or 0)
     except HfGPT2Error as err:
         sys.stderr.write(f"hf-gpt2 {args.command}: error: {err}\n")
         return 2

@@ -1,1 +1,1 @@
-"""Subcommands of `hf-gpt2`: each module has HELP, add_arguments(parser) and run(args) -> int."""
+"""Subcommands of `hf-gpt2`: ``arguments`` holds what each accepts; ``<name>.run(args) -> int`` does it."""

@@ -9,43 +9,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
+from accelerate import Accelerator
+from transformers.utils import logging as transformers_logging
 
 from hf_gpt2.errors import HfGPT2Error
-
-if TYPE_CHECKING:
-    from accelerate import Accelerator
-
-HELP = "Benchmark a model (hf_gpt2 folder, any causal-LM folder, or Hub id) on the GPT-2 paper's suite and HellaSwag."
+from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
+from hf_gpt2.folders import write_text_atomically
 
 logger = logging.getLogger(__name__)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of `hf-gpt2 eval`."""
-    parser.add_argument("--model", required=True, help="an hf_gpt2 folder, any causal-LM folder, or a Hub id")
-    parser.add_argument(
-        "--tasks",
-        required=True,
-        help="comma-separated tasks or groups: gpt2-paper, all, lambada_openai, lambada_openai_paper, wikitext2, "
-        "wikitext103, ptb, lm1b, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss",
-    )
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="TASK=PATH",
-        help="a local file or folder for a task instead of its Hub dataset (repeatable)",
-    )
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N documents/items per task")
-    parser.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="weights dtype: float32, bfloat16, float16 (default: as saved)")
-    parser.add_argument("--context", type=int, default=None, help="rolling tasks: tokens per window")
-    parser.add_argument("--stride", type=int, default=None, help="rolling tasks: new tokens per window")
-    parser.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT/PTB/1BW text as tokenized")
-    parser.add_argument("--output", default=None, metavar="FILE.json", help="write the results as JSON")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def parse_data_args(items: list[str]) -> dict[str, str]:
@@ -61,12 +34,8 @@ def parse_data_args(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, run the tasks, print the table and write the JSON."""
-    from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
-
     data = parse_data_args(args.data)
     if args.no_progress:
-        from transformers.utils import logging as transformers_logging
-
         transformers_logging.disable_progress_bar()
     tasks = resolve_tasks(args.tasks, data)  # fail on a bad name before loading the model
     accelerator = _accelerator_if_launched(args.device)
@@ -112,15 +81,9 @@ def _accelerator_if_launched(device: str | None) -> Accelerator | None:
     """An Accelerator when started by `accelerate launch`/torchrun with several processes, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    import torch
-    from accelerate import Accelerator
-
     # Without cpu=True, Accelerate only detects several processes on GPUs; on CPU it would run them all as rank 0.
     return Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")

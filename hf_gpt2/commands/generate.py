@@ -7,31 +7,20 @@ import logging
 import sys
 from pathlib import Path
 
-HELP = "generate text from a model folder or Hub id (streamed), or chat with an SFT model (--chat)"
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, set_seed
+
+from hf_gpt2.data.sft.template import CHAT_TEMPLATE
+from hf_gpt2.errors import CheckpointError, HfGPT2Error
+from hf_gpt2.generation import CHAT_STOP_STRINGS, StopAwareStreamer, chat_reply, generate_text
+from hf_gpt2.tokenization import load_tokenizer_for
+
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder (a release, a stock GPT-2 folder) or Hub id")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--prompt", default="", help="text to continue (default: start from <|endoftext|>)")
-    mode.add_argument("--chat", action="store_true", help="interactive Human/Assistant chat (an empty line quits)")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate per answer (100)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 is greedy (0.8)")
-    parser.add_argument("--top-k", type=int, default=200, help="sample from the k most likely tokens; 0 is off (200)")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (off)")
-    parser.add_argument("--repetition-penalty", type=float, default=None, help="penalise repeated tokens, e.g. 1.2")
-    parser.add_argument("--num-return-sequences", type=int, default=1, help="samples for --prompt (1)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for repeatable sampling")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when available)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                        help="weights dtype (auto: as saved)")  # fmt: skip
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model folder's own code")
-
-
 def run(args: argparse.Namespace) -> int:
-    from hf_gpt2.errors import HfGPT2Error
-
+    """Load the model, then stream a completion of ``--prompt`` or chat (``--chat``)."""
     if args.max_new_tokens < 1 or args.num_return_sequences < 1:
         raise HfGPT2Error("--max-new-tokens and --num-return-sequences must be at least 1")
     if args.chat and args.num_return_sequences != 1:
@@ -49,15 +38,10 @@ def run(args: argparse.Namespace) -> int:
     return complete(model, tokenizer, args.prompt, settings, args.num_return_sequences, args.seed)
 
 
-def load_for_generation(name_or_path: str, device: str | None, dtype: str, trust_remote_code: bool = False):
+def load_for_generation(
+    name_or_path: str, device: str | None, dtype: str, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Any causal LM and its tokenizer (OpenAI's GPT-2 BPE when the folder has none), in eval mode on ``device``."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    import hf_gpt2  # noqa: F401  (registers model_type hf_gpt2 with the Auto classes)
-    from hf_gpt2.convert import load_tokenizer_for
-    from hf_gpt2.errors import CheckpointError
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {"trust_remote_code": trust_remote_code}
     if dtype != "auto":
@@ -69,20 +53,21 @@ def load_for_generation(name_or_path: str, device: str | None, dtype: str, trust
         raise CheckpointError(f"could not load a causal LM from {name_or_path!r}: {first}") from err
     adapter = Path(name_or_path) / "adapter"
     if (adapter / "adapter_config.json").is_file():  # a release with kept LoRA adapters (train.lora.merge: false)
-        from peft import PeftModel
-
         logger.info("applying the LoRA adapter in %s", adapter)
         model = PeftModel.from_pretrained(model, adapter)
     return model.to(device).eval(), load_tokenizer_for(name_or_path)
 
 
-def complete(model, tokenizer, prompt: str, settings: dict, num_sequences: int, seed: int | None) -> int:
+def complete(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    settings: dict,
+    num_sequences: int,
+    seed: int | None,
+) -> int:
     """Stream ``num_sequences`` continuations of ``prompt`` to stdout, one after the other."""
-    from hf_gpt2.generation import StopAwareStreamer, generate_text
-
     if seed is not None:
-        from transformers import set_seed
-
         set_seed(seed)
     for i in range(num_sequences):
         if num_sequences > 1:
@@ -93,17 +78,12 @@ def complete(model, tokenizer, prompt: str, settings: dict, num_sequences: int, 
     return 0
 
 
-def chat_loop(model, tokenizer, settings: dict, seed: int | None) -> int:
+def chat_loop(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: dict, seed: int | None) -> int:
     """Read Human turns from stdin and stream the Assistant's replies until an empty line or end of input."""
-    from hf_gpt2.data.sft import CHAT_TEMPLATE
-    from hf_gpt2.generation import CHAT_STOP_STRINGS, StopAwareStreamer, chat_reply
-
     if not getattr(tokenizer, "chat_template", None):
         logger.warning("the tokenizer has no chat template; using hf_gpt2's Human/Assistant template")
         tokenizer.chat_template = CHAT_TEMPLATE
     if seed is not None:
-        from transformers import set_seed
-
         set_seed(seed)
     interactive = sys.stdin.isatty()
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
@@ -124,7 +104,9 @@ def chat_loop(model, tokenizer, settings: dict, seed: int | None) -> int:
         messages.append({"role": "assistant", "content": reply})
 
 
-def _fit_context(tokenizer, messages: list[dict[str, str]], budget: int) -> list[dict[str, str]]:
+def _fit_context(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], budget: int
+) -> list[dict[str, str]]:
     """Drop the oldest exchanges until the prompt fits ``budget`` tokens (the newest Human turn always stays)."""
     while len(messages) > 1:
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,7 +1,8 @@
 """`hf-gpt2 prepare RECIPE [section.key=value ...]`: tokenize the recipe's data into cached token shards.
 
 Training runs the same step on start and reuses this output (keyed by a fingerprint of the source, the tokenizer and
-the split settings), so preparing ahead only moves the work earlier, e.g. onto a CPU machine.
+the split settings), so preparing ahead only moves the work earlier, e.g. onto a CPU machine. The folder it prints is
+also what ``hf-gpt2 eval --tasks val_loss --data val_loss=FOLDER`` scores.
 """
 
 from __future__ import annotations
@@ -9,44 +10,35 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "tokenize a recipe's data into train/val token shards (reused by later runs)"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the recipe path, the overrides and --force."""
-    from hf_gpt2.cli import add_recipe_arguments
-
-    add_recipe_arguments(parser, "data.num_proc=8 data.max_documents=1000 data.cache_dir=/scratch/data")
-    parser.add_argument("--force", action="store_true", help="prepare again even if a valid cache exists")
+from hf_gpt2.data.prepare import prepare_token_shards
+from hf_gpt2.data.sft import prepare_sft_data
+from hf_gpt2.recipe import Recipe
+from hf_gpt2.tokenization import load_tokenizer
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prepare (or find) the shards and print where they are and how many tokens each split holds."""
-    from hf_gpt2.data import prepare_token_shards
-    from hf_gpt2.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe, args.overrides)
+    """Prepare (or find) the shards of ``args.recipe``; print where they are and how many tokens each split holds."""
+    recipe: Recipe = args.recipe
     if recipe.data.format == "sft":
         return _prepare_sft(recipe, args.force)
     prepared = prepare_token_shards(recipe, force=args.force)
     splits = prepared.meta["splits"]
     status = "reused" if prepared.reused else "prepared"
-    lines = [f"{status} {prepared.directory}"]
+    folder = prepared.directory
+    lines = [f"{status} {folder}"]
     for name, split in splits.items():
         lines.append(
             f"  {name:5s} {split['num_tokens']:>14,} tokens  {split['num_documents']:>10,} documents  "
             f"{len(split['shards'])} shard(s)"
         )
     lines.append(f"  tokenizer {prepared.meta['tokenizer']} (eos {prepared.meta['eos_id']}, {prepared.meta['dtype']})")
+    lines.append(f"  val loss of a model: hf-gpt2 eval --model MODEL --tasks val_loss --data val_loss={folder}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
-def _prepare_sft(recipe: object, force: bool) -> int:
+def _prepare_sft(recipe: Recipe, force: bool) -> int:
     """SFT data (``data.format: sft``): tokenized with the tokenizer training uses, so training reuses the cache."""
-    from hf_gpt2.data.sft import prepare_sft_data
-    from hf_gpt2.training.components import load_tokenizer
-
     prepared = prepare_sft_data(recipe, load_tokenizer(recipe), force=force)
     lines = [f"{'reused' if prepared.reused else 'prepared'} {prepared.directory}"]
     for name, split in prepared.meta["splits"].items():
