@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import torch
-from transformers import TextStreamer
+from transformers import TextStreamer, set_seed
 
 CHAT_STOP_STRINGS = ("\n\nHuman:",)
 """Where a chat reply ends when the model writes the next Human turn itself instead of EOS (base models do)."""
@@ -68,8 +68,6 @@ def generate_text(
         **settings: :func:`sampling_kwargs` arguments: max_new_tokens, temperature (<= 0: greedy), top_k, top_p,
             repetition_penalty, num_return_sequences.
     """
-    from transformers import set_seed
-
     if seed is not None:
         set_seed(seed)
     device = _device_of(model)

@@ -12,13 +12,14 @@ import io
 import json
 import sys
 
+import yaml
+
 
 def main() -> int:
     request = json.load(sys.stdin)
     answer = {"error": None, "gpu_known": None, "gpu_candidates": []}
     with contextlib.redirect_stdout(io.StringIO()):
-        import sky
-        import yaml
+        import sky  # optional: only SkyPilot's interpreter has it; its import prints, so stdout is redirected
 
         try:
             config = yaml.safe_load(request["task_yaml"])

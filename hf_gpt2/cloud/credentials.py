@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import get_token
+
 from hf_gpt2.cloud.errors import CloudError
 
 LAMBDA_KEYS = Path(".lambda_cloud") / "lambda_keys"
@@ -34,8 +36,6 @@ def hf_token() -> str | None:
     token = os.environ.get("HF_TOKEN")
     if token:
         return token
-    from huggingface_hub import get_token
-
     return get_token()
 
 

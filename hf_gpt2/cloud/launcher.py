@@ -31,6 +31,7 @@ from hf_gpt2.cloud.task import (
     validate_infra,
     validate_name,
 )
+from hf_gpt2.recipe import load_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def find_project_root(start: Path | None = None) -> Path:
 
 def plan_launch(recipe_path: str, overrides: list[str], options: LaunchOptions, project_root: Path) -> LaunchPlan:
     """Load the recipe with its overrides (so mistakes fail here, not on a paid GPU) and resolve the launch."""
-    from hf_gpt2.recipe import load_recipe
-
     recipe = load_recipe(recipe_path, overrides)
     user_overrides = [o for o in overrides if not o.startswith("run.name=")]
     name = validate_name(options.name or recipe.run.name or default_name(recipe_path, time.strftime("%y%m%d%H")))

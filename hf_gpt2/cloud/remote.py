@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from pathlib import Path
 
-logger = logging.getLogger("hf_gpt2.cloud")
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-_STEP = re.compile(r"^step-(\d+)$")
+from hf_gpt2.hub import common
+from hf_gpt2.hub.download import latest_pushed_step, parse_hub_spec
+from hf_gpt2.recipe import load_recipe
+from hf_gpt2.training.state import latest_checkpoint
+
+logger = logging.getLogger("hf_gpt2.cloud")
 
 
 def resume_arg(spec: str, run_dir: Path | None, *, nodes: int = 1) -> str:
@@ -40,11 +44,6 @@ def resume_arg(spec: str, run_dir: Path | None, *, nodes: int = 1) -> str:
 
 def pushed_step(spec: str) -> int | None:
     """The newest ``checkpoints/step-N`` pushed to ``hub:USER/NAME@REV``; None when there is none (or no repo yet)."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    from hf_gpt2.hub import common
-    from hf_gpt2.hub.download import latest_pushed_step, parse_hub_spec
-
     repo_id, revision = parse_hub_spec(spec)
     try:
         return latest_pushed_step(common.make_api().list_repo_files(repo_id, revision=revision))
@@ -63,9 +62,8 @@ def _move_aside(run_dir: Path) -> Path:
 
 
 def _local_step(run_dir: Path) -> int | None:
-    folder = run_dir / "checkpoints"
-    steps = [int(m.group(1)) for p in folder.iterdir() if (m := _STEP.match(p.name))] if folder.is_dir() else []
-    return max(steps) if steps else None
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    return int(checkpoint.name.removeprefix("step-")) if checkpoint is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     resume.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    from hf_gpt2.recipe import load_recipe
-
     recipe = load_recipe(args.recipe, args.overrides)
     if recipe.train.resume_from is not None:  # the user chose where to start from
         return 0

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.tokenization import GPT2_VOCAB_SIZE, load_gpt2_tokenizer
-
-if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +18,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tok
 
 def default_device() -> str:
     """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -42,11 +38,6 @@ def load_model_and_tokenizer(
         CheckpointError: the folder or Hub id does not hold a causal LM, or it has no tokenizer and a vocabulary too
             small for GPT-2's BPE.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    import hf_gpt2  # noqa: F401  (registers hf_gpt2 with the Auto classes)
-
     source = str(name_or_path)
     local = Path(source).expanduser()
     if local.exists() and not (local / "config.json").is_file():
@@ -65,8 +56,6 @@ def load_model_and_tokenizer(
 
 
 def _load_tokenizer(source: str, local: Path, model: PreTrainedModel) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
-
     if local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_FILES):
         reason = f"the folder {source} has no tokenizer files ({', '.join(TOKENIZER_FILES)})"
     else:

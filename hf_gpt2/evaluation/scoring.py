@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation.errors import ContextLengthError
@@ -215,8 +216,6 @@ class LoglikelihoodScorer:
     def _scored_batches(
         self, requests: Sequence[LoglikelihoodRequest], order: list[int], desc: str
     ) -> Iterator[tuple[int, float, bool]]:
-        from tqdm.auto import tqdm
-
         num_processes = 1 if self.accelerator is None else self.accelerator.num_processes
         num_batches = math.ceil(len(order) / (self.batch_size * num_processes))
         bar = tqdm(total=num_batches, desc=desc, disable=not (self.progress and self.is_main_process), leave=False)

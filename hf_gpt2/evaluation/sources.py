@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
+import pyarrow.parquet as pq
+
 from hf_gpt2.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -42,8 +45,6 @@ class HubSource:
 
     def load(self, task: str) -> list[dict[str, Any]]:
         """Download (or reuse the cache of) the split and return its rows."""
-        import datasets
-
         logger.info("loading %s from the Hub", self.describe())
         try:
             if self.data_files:
@@ -84,8 +85,6 @@ def read_records(task: str, files: Iterable[Path], *, allow_empty: bool = False)
     rows: list[dict[str, Any]] = []
     for file in files:
         if file.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
             rows.extend(pq.read_table(file).to_pylist())
         elif file.suffix in (".jsonl", ".json"):
             rows.extend(_read_json(task, file))

@@ -9,7 +9,12 @@ from typing import Any
 
 from huggingface_hub import HfApi, get_token
 
+from hf_gpt2 import __version__
 from hf_gpt2.errors import HfGPT2Error, RecipeError
+from hf_gpt2.recipe import HubConfig
+
+HubSettings = HubConfig | Mapping[str, Any]
+"""The recipe's ``hub`` section, or a mapping with the same keys (``hf-gpt2 push`` builds one from its flags)."""
 
 DEFAULT_CHECKPOINT_REVISION = "checkpoints"
 """Branch that :class:`~hf_gpt2.hub.CheckpointPusher` pushes to and ``hub:USER/NAME`` (no ``@REV``) resumes from."""
@@ -22,8 +27,8 @@ class HubError(HfGPT2Error):
     """Talking to the Hugging Face Hub failed: no token, no permission, a missing repo, or a failed upload."""
 
 
-def hub_setting(hub_cfg: Any, key: str, default: Any = None) -> Any:
-    """Read ``key`` from the recipe's ``hub`` section, a mapping, or any object with that attribute."""
+def hub_setting(hub_cfg: HubSettings | None, key: str, default: Any = None) -> Any:
+    """Read ``key`` from the recipe's ``hub`` section or a mapping."""
     if hub_cfg is None:
         return default
     if isinstance(hub_cfg, Mapping):
@@ -64,8 +69,6 @@ def make_api(token: str | bool | None = None) -> HfApi:
     ``HF_ENDPOINT`` is read at each call (huggingface_hub reads it once, at import), so a mirror or a local test
     server can be chosen after import.
     """
-    from hf_gpt2 import __version__
-
     endpoint = os.environ.get("HF_ENDPOINT") or None
     return HfApi(endpoint=endpoint, token=token, library_name="hf_gpt2", library_version=__version__)
 

@@ -12,6 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 logger = logging.getLogger(__name__)
 
 EVENTS_GLOB = "events.out.tfevents.*"
@@ -78,8 +82,6 @@ def read_curves(root: str | os.PathLike | None) -> Curves:
 
 
 def _scalars_in(folder: Path) -> dict[str, list[tuple[float, int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its INFO lines ("No path found after ...") are noise
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     try:
@@ -118,9 +120,6 @@ def plot_losses(curves: Curves, path: str | os.PathLike, *, title: str | None = 
     tags = curves.loss_tags()
     if not tags:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(7.5, 4.2), dpi=120)  # no pyplot: no global backend, safe in any thread
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

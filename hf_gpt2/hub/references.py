@@ -7,7 +7,9 @@ sources; the card uses them, so the card and ``hf-gpt2 eval`` print the same tab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+
+from hf_gpt2.evaluation import LM_EVAL_GPT2, PAPER_124M, TASKS
+from hf_gpt2.evaluation.runner import HEADLINE_METRICS
 
 BOOKKEEPING = frozenset({"n", "tokens", "context", "stride"})
 """Result keys that are counts or settings, not metrics."""
@@ -34,19 +36,10 @@ class TaskDataset:
     split: str | None = None
 
 
-@cache
-def _evaluation() -> dict:
-    from hf_gpt2.evaluation import LM_EVAL_GPT2, PAPER_124M, TASKS
-    from hf_gpt2.evaluation.runner import HEADLINE_METRICS
-
-    return {"paper": PAPER_124M, "lm_eval": LM_EVAL_GPT2, "tasks": TASKS, "headline": HEADLINE_METRICS}
-
-
 def find_reference(task: str, metric: str) -> Reference | None:
     """GPT-2 124M's numbers for ``task``/``metric`` (None when neither table has one)."""
-    tables = _evaluation()
-    paper = tables["paper"].get(task, {}).get(metric)
-    lm_eval = tables["lm_eval"].get(task, {}).get(metric)
+    paper = PAPER_124M.get(task, {}).get(metric)
+    lm_eval = LM_EVAL_GPT2.get(task, {}).get(metric)
     return None if paper is None and lm_eval is None else Reference(paper, lm_eval)
 
 
@@ -58,13 +51,13 @@ def val_loss_reference(data_source: str) -> float | None:
 
 def headline_metrics(task: str, metrics: dict[str, float]) -> list[str]:
     """The metrics of ``task`` worth a table row, in the evaluation package's order."""
-    names = _evaluation()["headline"].get(task) or [k for k in metrics if k not in BOOKKEEPING]
+    names = HEADLINE_METRICS.get(task) or [k for k in metrics if k not in BOOKKEEPING]
     return [name for name in names if name in metrics]
 
 
 def task_dataset(task: str) -> TaskDataset:
     """The Hub dataset of a benchmark task (the task's own name when it has none, e.g. enwik8 from a local file)."""
-    registered = _evaluation()["tasks"].get(task)
+    registered = TASKS.get(task)
     hub = getattr(registered, "hub", None)
     name = getattr(registered, "summary", None) or task
     if hub is not None:

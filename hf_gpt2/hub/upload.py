@@ -35,6 +35,7 @@ from hf_gpt2.hub.card import stage_release
 from hf_gpt2.hub.common import (
     DEFAULT_CHECKPOINT_REVISION,
     HubError,
+    HubSettings,
     describe_hub_error,
     hub_setting,
     require_repo_id,
@@ -78,7 +79,7 @@ def _hub_error(action: str, repo_id: str, err: BaseException, retry: str = "") -
 
 def push_release(
     release_dir: str | os.PathLike,
-    hub_cfg: Any,
+    hub_cfg: HubSettings,
     *,
     token: str | None = None,
     commit_message: str | None = None,
@@ -148,7 +149,9 @@ class CheckpointPusher:
     Create it on the main process only, e.g. ``pusher = CheckpointPusher(recipe.hub)``.
     """
 
-    def __init__(self, hub_cfg: Any, *, token: str | None = None, retries: int = 2, retry_wait_s: float = 10.0):
+    def __init__(
+        self, hub_cfg: HubSettings, *, token: str | None = None, retries: int = 2, retry_wait_s: float = 10.0
+    ):
         """Check the repo id and the token now (fail before training starts), and start the worker thread.
 
         Raises:
