@@ -28,6 +28,7 @@ from hf_gpt2.data.streaming import StreamingData, StreamingTokenLoader
 from hf_gpt2.eval_report import EVAL_JSON, EvalReport
 from hf_gpt2.evaluation import run_tasks
 from hf_gpt2.evaluation.registry import resolve_tasks
+from hf_gpt2.folders import write_text_atomically
 from hf_gpt2.recipe import HubConfig, Recipe
 from hf_gpt2.release import generate_samples, load_release, save_stock_gpt2_export, write_release
 from hf_gpt2.tokenization import load_tokenizer
@@ -170,7 +171,7 @@ def log_samples(trainer: Trainer, model: PreTrainedModel) -> list[dict[str, str]
     for i, sample in enumerate(samples):
         logger.info("sample %d\n%s%s\n%s", i, sample["prompt"], sample["text"], "-" * 60)
         trainer.accelerator.log({f"samples/{i}": f"**{sample['prompt']}**{sample['text']}"}, step=trainer.step)
-    (trainer.run_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(trainer.run_dir / "samples.json", json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
     return samples
 
 

@@ -15,6 +15,8 @@ import torch
 
 from hf_gpt2.convert import from_gpt2
 
+pytestmark = pytest.mark.slow  # each test loads the release in a fresh Python process (5-10 s)
+
 BLOCK_PACKAGE = textwrap.dedent(
     """
     import sys

@@ -31,6 +31,7 @@ from hf_gpt2.cloud.task import (
     validate_infra,
     validate_name,
 )
+from hf_gpt2.folders import write_text_atomically
 from hf_gpt2.recipe import load_recipe
 
 logger = logging.getLogger(__name__)
@@ -273,12 +274,12 @@ def _save_record(plan: LaunchPlan, options: LaunchOptions, task_yaml: str) -> La
     folder = records_dir()
     folder.mkdir(parents=True, exist_ok=True)
     task_file = folder / f"{plan.name}.sky.yaml"
-    task_file.write_text(task_yaml)
+    write_text_atomically(task_file, task_yaml)
     run_dir = str(PurePosixPath(plan.output_dir) / plan.name)
     if not PurePosixPath(plan.output_dir).is_absolute():
         run_dir = f"{REMOTE_WORKDIR}/{run_dir}"
     record = LaunchRecord(name=plan.name, managed=options.managed, run_dir=run_dir, task_file=str(task_file))
-    _record_path(plan.name).write_text(json.dumps(asdict(record), indent=2) + "\n")
+    write_text_atomically(_record_path(plan.name), json.dumps(asdict(record), indent=2) + "\n")
     return record
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from hf_gpt2.cloud.errors import CloudError
+from hf_gpt2.folders import write_text_atomically
 
 # SkyPilot's canonical accelerator names for the GPUs that clouds rent out (Lambda's are the first ten).
 # Names outside this list are checked against SkyPilot's catalog where it is reachable (see orchestrator).
@@ -207,10 +208,7 @@ def render_template() -> str:
 
 def write_template(project_root: str | Path = ".") -> Path:
     """Regenerate ``cloud/train.sky.yaml`` under ``project_root`` and return its path."""
-    path = Path(project_root) / TEMPLATE_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_template())
-    return path
+    return write_text_atomically(Path(project_root) / TEMPLATE_PATH, render_template())
 
 
 def _shell_quote(text: str) -> str:

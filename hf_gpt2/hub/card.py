@@ -21,6 +21,7 @@ from huggingface_hub.utils import filter_repo_objects
 
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.eval_report import EvalReport
+from hf_gpt2.folders import write_text_atomically
 from hf_gpt2.hub.card_text import GENERATED_MARKER, LOSS_PNG, render_card
 from hf_gpt2.hub.curves import copy_events, event_dirs, plot_losses
 from hf_gpt2.hub.summary import EVAL, EVENTS_DIR, RECIPE, gather_summary
@@ -89,7 +90,7 @@ def write_model_card(
         has_events=bool(event_dirs(release / EVENTS_DIR)),
     )
     path = release / CARD
-    path.write_text(card, encoding="utf-8")
+    write_text_atomically(path, card)
     logger.info("model card written to %s", path)
     return path
 

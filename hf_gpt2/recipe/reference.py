@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from hf_gpt2.folders import write_text_atomically
 from hf_gpt2.recipe.loading import field_types, type_name
 from hf_gpt2.recipe.sections import SECTIONS
 
@@ -79,4 +80,4 @@ def update_reference(readme: str | Path) -> None:
     """Rewrite everything after :data:`REFERENCE_MARKER` in ``readme`` with :func:`recipe_reference_markdown`."""
     path = Path(readme)
     head = path.read_text(encoding="utf-8").split(REFERENCE_MARKER)[0]
-    path.write_text(f"{head}{REFERENCE_MARKER}\n\n{recipe_reference_markdown()}", encoding="utf-8")
+    write_text_atomically(path, f"{head}{REFERENCE_MARKER}\n\n{recipe_reference_markdown()}")
