@@ -327,7 +327,9 @@ def test_a_saved_checkpoint_keeps_no_marker_and_lists_its_per_process_files(tmp_
     from hf_gpt2.training.checkpointing import MANIFEST, save_checkpoint
 
     accelerator, _, _ = accelerated
-    path = save_checkpoint(accelerator, tmp_path / "new" / "checkpoints", TrainState(step=2), {"position": 5}, keep_last=1)
+    path = save_checkpoint(
+        accelerator, tmp_path / "new" / "checkpoints", TrainState(step=2), {"position": 5}, keep_last=1
+    )
     manifest = json.loads((path / MANIFEST).read_text())
     assert {"random_states_0.pkl", "data_state_0.pt", "train_state.json"} <= set(manifest)
     assert not [p.name for p in path.iterdir() if p.name.startswith(".")]
