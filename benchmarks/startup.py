@@ -1,7 +1,8 @@
 """How fast the command line answers: `--help`, a subcommand's `--help` and recipe errors, against another checkout.
 
-Each command runs in a fresh interpreter, alternating between this checkout and ``--baseline`` (another source tree
-of hf_gpt2, e.g. ``git archive <commit> | tar -x -C /tmp/base``), so both see the same load; the median wall time of
+Each command runs in a fresh interpreter in the tree it measures, alternating between this checkout and
+``--baseline`` (another source tree of hf_gpt2 with its recipes, e.g. ``git archive <commit> | tar -x -C /tmp/base``,
+using this environment's packages), so both see the same load; the median wall time of
 ``--repeat`` runs and the ratio are printed. ``python -X importtime -c "import hf_gpt2.cli"`` is reported too
 (cumulative microseconds of ``hf_gpt2.cli``, and whether torch or transformers were imported at all).
 
@@ -31,10 +32,10 @@ BAD_MODEL_FIELD = ["-m", "hf_gpt2", "train", "recipes/quickstart.yaml", "model.a
 
 
 def run(tree: Path, args: list[str]) -> tuple[float, str]:
-    """Wall seconds of ``python ARGS`` with ``tree`` first on the path (run from the repository root)."""
+    """Wall seconds of ``python ARGS`` run in ``tree`` (its root is first on the path), and the last output line."""
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, *args], cwd=tree, env=env, capture_output=True, text=True, timeout=600)
     return time.perf_counter() - started, (done.stdout + done.stderr).strip().splitlines()[-1][:100]
 
 
@@ -42,7 +43,7 @@ def import_time(tree: Path) -> tuple[int, bool]:
     """Cumulative µs of ``import hf_gpt2.cli`` under ``-X importtime``, and whether torch/transformers loaded."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     code = "import hf_gpt2.cli, sys; print(any(m in sys.modules for m in ('torch', 'transformers')))"
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=REPO, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=tree, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     line = next(line for line in reversed(done.stderr.splitlines()) if line.rstrip().endswith("| hf_gpt2.cli"))
     return int(line.split("|")[1]), done.stdout.strip() == "True"
@@ -67,7 +68,7 @@ def main() -> None:
         medians = {name: statistics.median(values) for name, values in times.items()}
         ratio = f"{medians['this'] / medians['baseline']:>9.2f}×" if "baseline" in medians else ""
         print(f"{label:<34}" + "".join(f"{medians[name]:>11.2f}s" for name in trees) + ratio, flush=True)
-    seconds, last = run(REPO, BAD_MODEL_FIELD)
+    seconds, last = run(REPO, BAD_MODEL_FIELD)  # the baseline would tokenize the corpus first
     print(f"\nbad model field (model.activation_function=mish), this checkout: {seconds:.2f} s\n  {last}")
 
 
