@@ -12,7 +12,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedType
 
 from hf_gpt2.errors import RunFolderError
-from hf_gpt2.release import generate_samples, save_release, save_stock_gpt2_export
+from hf_gpt2.release import generate_samples, match_file_modes, save_release, save_stock_gpt2_export
 
 logger = get_logger(__name__)
 
@@ -88,6 +88,7 @@ def write_release(trainer: Any) -> Path:
             save_release(merge_for_release(unwrapped, merge=lora.merge), trainer.tokenizer, final, trainer.recipe)
             if not lora.merge:
                 save_adapter(unwrapped, final / ADAPTER_DIR, trainer.recipe.model.init)
+                match_file_modes(final / ADAPTER_DIR)
         else:
             save_release(unwrapped, trainer.tokenizer, final, trainer.recipe, state_dict=state_dict)
     accelerator.wait_for_everyone()
@@ -179,4 +180,4 @@ def publish(final: Path, run_dir: Path, recipe: Any) -> None:
 
     write_model_card(final, run_dir)
     if recipe.hub.push_final and recipe.hub.repo_id:
-        push_release(final, recipe.hub)
+        push_release(final, recipe.hub, run_dir=run_dir)
