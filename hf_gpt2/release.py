@@ -27,8 +27,7 @@ from hf_gpt2.folders import replace_folder
 
 logger = logging.getLogger(__name__)
 
-BPE_VOCABULARY_FILES = ("merges.txt", "vocab.json")
-"""GPT-2's vocabulary files, written beside ``tokenizer.json`` for a BPE tokenizer."""
+_LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only")
 
 
 def save_release(
@@ -125,12 +124,16 @@ def save_tokenizer_files(tokenizer: Any, directory: Path, *, model_max_length: i
     - a tokenizer without a pad token gets its EOS as the pad token, as GPT-2 users set it by hand: batched
       ``pipeline(...)`` and ``tokenizer(texts, padding=True)`` refuse to run without one, and the attention mask keeps
       the padding out of the logits that count;
-    - ``model_max_length`` becomes the model's context, so truncation stops where the model does.
+    - ``model_max_length`` becomes the model's context, so truncation stops where the model does;
+    - where the tokenizer was loaded from (``is_local``, ``local_files_only``, which transformers records when it
+      loads one) is left out.
 
     Returns:
         The names of the files written.
     """
     saved = copy.deepcopy(tokenizer)
+    for where_it_was_loaded_from in _LOAD_TIME_TOKENIZER_KEYS:
+        saved.init_kwargs.pop(where_it_was_loaded_from, None)
     if saved.pad_token is None and saved.eos_token is not None:
         saved.pad_token = saved.eos_token
     if model_max_length is not None:
