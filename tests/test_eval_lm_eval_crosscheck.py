@@ -1,8 +1,8 @@
-"""Cross-check against lm-evaluation-harness itself, when it is installed (it is not a dependency of hf_gpt2).
+"""Cross-check against lm-evaluation-harness itself (a dev dependency, not a dependency of hf_gpt2).
 
 Same weights, same local data: lm-eval's own `lambada_openai`, `hellaswag` and `wikitext` task definitions, pointed at
 jsonl files through `dataset_path: json`, must give the numbers `run_tasks` gives. Run it with
-`pip install lm-eval && pytest -m slow tests/test_eval_lm_eval_crosscheck.py`.
+`pytest -m slow tests/test_eval_lm_eval_crosscheck.py` (`make install` installs lm-eval).
 """
 
 from __future__ import annotations
