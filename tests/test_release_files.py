@@ -113,7 +113,7 @@ def test_vocab_files_are_openais_and_load_without_tokenizer_json(folders, releas
 
 
 @pytest.mark.parametrize("release", ["final", "final-gpt2"])
-def test_tokenizer_pads_with_eos_and_knows_the_models_context(folders, release, gpt2_tokenizer):
+def test_tokenizer_pads_with_eos_and_knows_the_models_context(folders, release):
     tokenizer = AutoTokenizer.from_pretrained(folders[release])
     assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>" and tokenizer.pad_token_id == 50256
     assert tokenizer.model_max_length == 128  # the model's n_positions, not GPT-2's 1024
@@ -124,7 +124,16 @@ def test_tokenizer_pads_with_eos_and_knows_the_models_context(folders, release, 
     assert {k: v for k, v in tokenizer_config.items() if k not in ("pad_token", "model_max_length")} == {
         k: v for k, v in stock_config.items() if k not in ("pad_token", "model_max_length")
     }
-    assert gpt2_tokenizer.pad_token is None and gpt2_tokenizer.model_max_length == 1024  # the caller's is unchanged
+
+
+def test_the_callers_tokenizer_is_left_as_it_was(tmp_path):
+    from hf_gpt2 import load_gpt2_tokenizer
+
+    tokenizer = load_gpt2_tokenizer()
+    torch.manual_seed(0)
+    save_release(HfGPT2ForCausalLM(HfGPT2Config(vocab_size=50257, **SHAPE)), tokenizer, tmp_path / "final")
+    assert tokenizer.pad_token is None and tokenizer.model_max_length == 1024
+    assert AutoTokenizer.from_pretrained(tmp_path / "final").pad_token == "<|endoftext|>"
 
 
 def test_a_new_bpe_gets_its_own_vocab_files(gpt2_tokenizer, tmp_path):
