@@ -64,6 +64,7 @@ def test_missing_source_is_a_clear_error(tmp_path):
         from_gpt2(tmp_path / "nowhere" / "model")
 
 
+@pytest.mark.slow
 def test_cli_round_trip_and_refusals(tiny_stock_gpt2, gpt2_tokenizer, tmp_path):
     stock_dir, ours_dir, back_dir = tmp_path / "stock", tmp_path / "ours", tmp_path / "back"
     tiny_stock_gpt2.save_pretrained(stock_dir)
@@ -95,6 +96,7 @@ def test_cli_round_trip_and_refusals(tiny_stock_gpt2, gpt2_tokenizer, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_from_a_folder_without_tokenizer_writes_the_gpt2_bpe(tiny_stock_gpt2, tmp_path):
     tiny_stock_gpt2.save_pretrained(tmp_path / "stock")
     done = _cli("convert", "--from-gpt2", str(tmp_path / "stock"), str(tmp_path / "ours"))

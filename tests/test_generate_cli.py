@@ -36,6 +36,7 @@ def generate(folder, *args, stdin=None):
 ARGS = ("--prompt", "Hello, I am", "--temperature", "1.0", "--num-return-sequences", "2", "--device", "cpu")
 
 
+@pytest.mark.slow
 def test_generate_is_deterministic_with_a_seed(tiny_folder, capsys):
     from hf_gpt2.cli import main
 
