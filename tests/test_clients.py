@@ -350,7 +350,8 @@ def llama_cpp_converter() -> Path:
     if script.is_file():
         return script
     wanted = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
-    with tempfile.TemporaryDirectory(dir=ROOT / ".cache" if (ROOT / ".cache").is_dir() else None) as tmp:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:  # on the cache's filesystem: the move is a rename
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
         subprocess.run([*command, "--dest", tmp, f"llama-cpp-python=={LLAMA_CPP_PYTHON}"], check=True, timeout=600)
         (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
@@ -359,11 +360,11 @@ def llama_cpp_converter() -> Path:
         with tarfile.open(sdist) as archive:
             for member in archive.getmembers():
                 name = member.name.removeprefix(prefix)
-                if member.name.startswith(prefix) and member.isfile() and name.startswith(wanted):
+                safe = member.isfile() and ".." not in Path(name).parts
+                if member.name.startswith(prefix) and safe and name.startswith(wanted):
                     target = staging / name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(archive.extractfile(member).read())
-        cache.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(cache, ignore_errors=True)
         os.replace(staging, cache)
     return script
