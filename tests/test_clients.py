@@ -38,7 +38,7 @@ from hf_gpt2.release import save_release, save_stock_gpt2_export
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = {"n_positions": 128, "n_embd": 32, "n_layer": 2, "n_head": 4, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
          "attn_pdrop": 0.0}  # fmt: skip
-PROMPTS = ["In the beginning God created the heaven", "And the LORD said unto Moses,"]
+PROMPTS = ["In the beginning", "And the LORD spake unto Moses, saying, Speak unto the children of Israel"]  # 3, 16 ids
 TEXTS = [
     f"Verse {i}: and God saw the light, that it was good, and divided {i * 7} from the darkness." for i in range(16)
 ]
