@@ -207,4 +207,4 @@ def publish(final: Path, run_dir: Path, recipe: Recipe) -> None:
     """Write the model card and push the release when ``hub.push_final``."""
     hub.write_model_card(final, run_dir)
     if recipe.hub.push_final and recipe.hub.repo_id:
-        hub.push_release(final, recipe.hub)
+        hub.push_release(final, recipe.hub, run_dir=run_dir)

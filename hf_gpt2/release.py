@@ -1,21 +1,29 @@
 """The release: a `save_pretrained` folder that `from_pretrained` loads, plus samples from it.
 
-A release is what people download: ``model.safetensors`` and ``config.json`` (with ``auto_map`` for hf_gpt2 models),
-the copied modeling files, ``generation_config.json`` carrying the recipe's sampling settings, the tokenizer and the
-resolved ``recipe.yaml``. It is not resume state (that is ``accelerator.save_state``, see checkpointing.py).
+A release is what people download, and it holds what stock GPT-2 ships, with stock GPT-2's defaults:
+``model.safetensors`` and ``config.json`` (with ``auto_map`` for hf_gpt2 models, and GPT-2's ``n_ctx`` in the stock
+export), the copied modeling files, a ``generation_config.json`` with the model's token ids only (so a client decodes
+greedily to its own ``max_length`` / ``max_new_tokens``, as with stock GPT-2; the recipe's ``sample`` settings drive
+the end-of-run samples, not the release), the tokenizer (``tokenizer.json`` plus GPT-2's ``vocab.json`` /
+``merges.txt`` for a BPE, EOS as the pad token for batched pipelines, the model's context as ``model_max_length``) and
+the resolved ``recipe.yaml``. Every file gets the mode a new file gets here (0644 under umask 022). It is not resume
+state (that is ``accelerator.save_state``, see checkpointing.py).
 :func:`write_release` writes a trained run's ``final/``; :func:`load_release` loads it back for evaluation.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate.utils import DistributedType
-from transformers import AutoModelForCausalLM
+from tokenizers.models import BPE
+from transformers import AutoModelForCausalLM, GenerationConfig
 
 from hf_gpt2.convert import to_gpt2
 from hf_gpt2.errors import RunFolderError
@@ -27,15 +35,7 @@ from hf_gpt2.training.trainer import Trainer
 logger = logging.getLogger(__name__)
 
 
-def apply_sampling_defaults(model: Any, sample: SampleConfig) -> None:
-    """Copy the recipe's ``sample`` section into ``model.generation_config`` (saved as generation_config.json)."""
-    gen = model.generation_config
-    gen.do_sample = sample.temperature > 0
-    gen.max_new_tokens = sample.max_new_tokens
-    if gen.do_sample:
-        gen.temperature, gen.top_k, gen.top_p = sample.temperature, sample.top_k, sample.top_p
-    if gen.pad_token_id is None:
-        gen.pad_token_id = gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id
+_LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only")
 
 
 def save_release(
@@ -53,9 +53,9 @@ def save_release(
 
     Args:
         model: a ``PreTrainedModel`` (hf_gpt2 models get ``auto_map`` and their modeling files).
-        tokenizer: saved beside the model (may be None).
+        tokenizer: saved beside the model (may be None), see :func:`save_tokenizer_files`.
         directory: the release folder, e.g. ``runs/<name>/final``.
-        recipe: the resolved recipe; written as ``recipe.yaml`` and its ``sample`` section sets generation defaults.
+        recipe: the resolved recipe, written as ``recipe.yaml``.
         state_dict: full weights to save instead of ``model.state_dict()``.
 
     Returns:
@@ -63,13 +63,13 @@ def save_release(
     """
     directory = Path(directory)
     with staged_folder(directory) as stage:
-        if recipe is not None:
-            apply_sampling_defaults(model, recipe.sample)
         model.save_pretrained(stage.path, state_dict=state_dict)
+        write_stock_generation_config(model, stage.path)
         if tokenizer is not None:
-            tokenizer.save_pretrained(stage.path)
+            save_tokenizer_files(tokenizer, stage.path, model_max_length=context_length(model.config))
         if recipe is not None:
             dump_recipe(recipe, stage.path / "recipe.yaml")
+        match_file_modes(stage.path)
     if not stage.placed:
         raise RunFolderError(f"{directory} was written by another process at the same time; write it once")
     logger.info("release written to %s", directory)
@@ -79,12 +79,86 @@ def save_release(
 def save_stock_gpt2_export(model: Any, tokenizer: Any, directory: str | os.PathLike) -> Path | None:
     """Write the model as a stock transformers ``GPT2LMHeadModel`` folder (no custom code needed to load it).
 
-    Returns None (and logs why) when the model is not an hf_gpt2 model.
+    Its ``config.json`` also carries ``n_ctx`` (= ``n_positions``) as OpenAI's GPT-2 configs do: llama.cpp's GGUF
+    converter reads it. Returns None (and logs why) when the model is not an hf_gpt2 model.
     """
     if getattr(model.config, "model_type", None) != "hf_gpt2":
         logger.info("the model is a %s, not hf_gpt2; skipping the stock GPT-2 export", model.config.model_type)
         return None
-    return save_release(to_gpt2(model), tokenizer, directory)
+    stock = to_gpt2(model)
+    stock.config.n_ctx = stock.config.n_positions
+    return save_release(stock, tokenizer, directory)
+
+
+def context_length(config: Any) -> int | None:
+    """The longest sequence a model takes: ``n_positions`` (GPT-2) or ``max_position_embeddings``; None if neither."""
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def write_stock_generation_config(model: Any, directory: Path) -> None:
+    """Write the ``generation_config.json`` that stock ``save_pretrained`` writes for a new model: token ids only.
+
+    Sampling settings or a length in a release override every client's own (a pipeline's greedy default, lm-eval's
+    ``max_gen_toks``, a caller's ``max_length``), so none are written, and a model loaded from an older release that
+    carried them does not pass them on.
+    """
+    GenerationConfig.from_model_config(model.config).save_pretrained(directory)
+
+
+def save_tokenizer_files(tokenizer: Any, directory: Path, *, model_max_length: int | None = None) -> list[str]:
+    """Save ``tokenizer`` as clients of a GPT-2 folder expect it; the caller's tokenizer object is left unchanged.
+
+    Besides ``tokenizer.json`` and ``tokenizer_config.json``:
+
+    - a BPE also gets ``vocab.json`` and ``merges.txt`` (for OpenAI's BPE, byte-identical to OpenAI's files), which
+      tokenizers built from vocabulary files need (transformers 4's slow ``GPT2Tokenizer``,
+      ``tokenizers.ByteLevelBPETokenizer.from_file``, other runtimes);
+    - a tokenizer without a pad token gets its EOS as the pad token, as GPT-2 users set it by hand: batched
+      ``pipeline(...)`` and ``tokenizer(texts, padding=True)`` refuse to run without one, and the attention mask keeps
+      the padding out of the logits that count;
+    - ``model_max_length`` becomes the model's context, so truncation stops where the model does;
+    - where the tokenizer was loaded from (``is_local``, ``local_files_only``, which transformers records when it
+      loads one) is left out.
+
+    Returns:
+        The names of the files written.
+    """
+    saved = copy.deepcopy(tokenizer)
+    for where_it_was_loaded_from in _LOAD_TIME_TOKENIZER_KEYS:
+        saved.init_kwargs.pop(where_it_was_loaded_from, None)
+    if saved.pad_token is None and saved.eos_token is not None:
+        saved.pad_token = saved.eos_token
+    if model_max_length is not None:
+        saved.model_max_length = model_max_length
+    files = [Path(name).name for name in saved.save_pretrained(str(directory))]
+    return files + _save_bpe_vocabulary(saved, directory)
+
+
+def _save_bpe_vocabulary(tokenizer: Any, directory: Path) -> list[str]:
+    """``vocab.json`` + ``merges.txt`` of a tokenizers BPE model (nothing for WordPiece, Unigram, ...)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not isinstance(backend.model, BPE):
+        return []
+    return sorted(Path(name).name for name in backend.model.save(str(directory)))
+
+
+def match_file_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the permissions a newly created file gets here (the umask's).
+
+    safetensors writes ``model.safetensors`` with mode 0600, while the other files of a release get 0644 under
+    umask 022: on a shared disk others could read the config but not the weights.
+    """
+    probe = folder / ".mode-probe"
+    probe.touch()
+    mode = stat.S_IMODE(probe.stat().st_mode)
+    probe.unlink()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != mode:
+            path.chmod(mode)
 
 
 @torch.no_grad()
@@ -141,6 +215,7 @@ def write_release(trainer: Trainer) -> Path:
             save_release(merge_for_release(unwrapped, merge=lora.merge), trainer.tokenizer, final, trainer.recipe)
             if not lora.merge:
                 save_adapter(unwrapped, final / ADAPTER_DIR, trainer.recipe.model.init)
+                match_file_modes(final / ADAPTER_DIR)
         else:
             save_release(unwrapped, trainer.tokenizer, final, trainer.recipe, state_dict=state_dict)
     accelerator.wait_for_everyone()

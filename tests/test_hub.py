@@ -373,15 +373,51 @@ def test_card_metadata_parses_and_reports_the_run(run_dir):
     assert "learning_rate" not in text and "lr: 0.0006" in text  # the resolved recipe, verbatim
 
 
-def test_card_ships_curves_events_recipe_and_eval(run_dir):
+def test_card_ships_curves_recipe_and_eval_and_the_push_ships_the_events(run_dir):
     release = run_dir / "final"
     write_model_card(release, run_dir)
     assert (release / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    copied = read_curves(release / "runs")
-    original = read_curves(run_dir / "tb")
-    assert copied.series == original.series and len(copied.series["train/loss"]) == 30
     assert json.loads((release / "eval.json").read_text()) == EVAL
     assert yaml.safe_load((release / "recipe.yaml").read_text()) == RECIPE
+    assert not (release / "runs").exists()  # no second copy of the events under runs/<name>/
+    events = {name: path for name, path in upload_manifest(release, run_dir).items() if name.startswith("runs/")}
+    assert events and all(path.parent == run_dir / "tb" for path in events.values())
+    assert read_curves(run_dir / "tb").series["train/loss"][-1] == (30, pytest.approx(6.0 - 30 * 0.08))
+    assert "the TensorBoard events are in `runs/`" in (release / "README.md").read_text()
+
+
+def _tensorboard_runs(logdir: Path) -> list[str]:
+    """The runs TensorBoard lists for ``tensorboard --logdir logdir`` (its own directory walk and loader)."""
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    return sorted(EventMultiplexer().AddRunsFromDirectory(str(logdir)).Runs())
+
+
+def test_tensorboard_shows_each_run_once_and_the_hub_still_gets_its_events(hub, run_dir):
+    write_model_card(run_dir / "final", run_dir)
+    push_release(run_dir / "final", RECIPE["hub"], run_dir=run_dir)
+    assert _tensorboard_runs(run_dir.parent) == ["brave_turing-26112800/tb"]
+    pushed = hub.repos["user/tiny-gpt2"]["main"]
+    (event_name,) = [name for name in pushed if name.startswith("runs/events.out.tfevents.")]
+    assert pushed[event_name] == (run_dir / "tb" / event_name.removeprefix("runs/")).read_bytes()
+
+
+def test_an_old_copy_of_the_events_in_the_release_is_not_pushed_twice(hub, run_dir, caplog):
+    from hf_gpt2.hub.card import run_events
+
+    old_copy = run_dir / "final" / "runs"
+    old_copy.mkdir()
+    for path in (run_dir / "tb").iterdir():  # what older releases held
+        (old_copy / path.name).write_bytes(path.read_bytes())
+    assert len(_tensorboard_runs(run_dir.parent)) == 2
+    with caplog.at_level(logging.WARNING, logger="hf_gpt2.hub"):
+        files = upload_manifest(run_dir / "final", run_dir)
+    assert f"{old_copy} is an old copy of the run's TensorBoard events" in caplog.text
+    assert [path for name, path in files.items() if name.startswith("runs/")] == list(
+        run_events(run_dir / "final", run_dir).values()
+    )
+    assert all(path.parent == run_dir / "tb" for path in run_events(run_dir / "final", run_dir).values())
+    assert run_events(run_dir / "final") == {f"runs/{p.name}": p for p in old_copy.iterdir()}  # a release on its own
 
 
 def test_card_shows_ptb_and_1bw_with_their_datasets_and_the_papers_numbers(run_dir):
@@ -425,9 +461,13 @@ def test_staged_folder_is_exactly_the_release(run_dir):
     (release / ".final.tmp" / "half.bin").write_text("junk")
     files = stage_release(release, run_dir)
     event_file = next(f for f in files if f.startswith("runs/"))
-    assert files == sorted(MODEL_FILES + ["README.md", "eval.json", "loss_curves.png", "recipe.yaml", event_file])
-    assert event_file.startswith("runs/events.out.tfevents.")
-    assert upload_manifest(release) == files
+    assert list(files) == sorted(
+        MODEL_FILES + ["README.md", "eval.json", "loss_curves.png", "recipe.yaml", event_file]
+    )
+    assert event_file.startswith("runs/events.out.tfevents.") and files[event_file].parent == run_dir / "tb"
+    assert all(files[name] == release / name for name in files if name != event_file)
+    assert upload_manifest(release, run_dir) == files
+    assert list(upload_manifest(release)) == [name for name in files if name != event_file]
 
 
 # ----------------------------------------------------------------------------------------------- pushing
@@ -437,11 +477,11 @@ def test_push_release_is_one_commit_of_the_staged_files(hub, run_dir, caplog):
     release = run_dir / "final"
     files = stage_release(release, run_dir)
     caplog.set_level(logging.DEBUG)
-    url = push_release(release, RECIPE["hub"] | {"private": True}, commit_message="release v1")
+    url = push_release(release, RECIPE["hub"] | {"private": True}, commit_message="release v1", run_dir=run_dir)
     assert url.startswith("https://hub.invalid/user/tiny-gpt2/commit/")
     assert [call[0] for call in hub.calls] == ["create_repo", "create_commit"]
     assert hub.calls[0][2] == {"private": True, "exist_ok": True}
-    assert hub.calls[1][2] == {"revision": None, "message": "release v1", "paths": files}
+    assert hub.calls[1][2] == {"revision": None, "message": "release v1", "paths": list(files)}
     assert set(hub.repos["user/tiny-gpt2"]["main"]) == set(files) | {".gitattributes"}
     assert hub.tokens == [SECRET]  # the token reaches the client, and nowhere else:
     assert SECRET not in caplog.text
@@ -600,6 +640,7 @@ def test_push_command_writes_the_card_and_pushes_a_run_folder(hub, run_dir, caps
     assert 'from_pretrained("user/other"' in card.text and "user/tiny-gpt2" not in card.text.split("```yaml")[0]
     assert hub.private["user/other"] is True
     assert "README.md" in hub.repos["user/other"]["main"]
+    assert any(name.startswith("runs/events.out.tfevents.") for name in hub.repos["user/other"]["main"])
     assert cli.main(["push", "--model", str(run_dir / "nothing"), "--repo-id", "user/other"]) == 2
     assert "neither a model folder" in capsys.readouterr().err
 
@@ -611,7 +652,7 @@ def test_push_release_over_http_is_one_authenticated_commit(local_hub, run_dir, 
     release = run_dir / "final"
     files = stage_release(release, run_dir)
     caplog.set_level(logging.DEBUG)
-    url = push_release(release, RECIPE["hub"], commit_message="release v1")
+    url = push_release(release, RECIPE["hub"], commit_message="release v1", run_dir=run_dir)
     assert url.startswith(f"{local_hub.url}/user/tiny-gpt2/commit/")
     assert [(m, p) for m, p, _ in local_hub.requests] == [
         ("POST", "/api/repos/create"),
@@ -620,7 +661,7 @@ def test_push_release_over_http_is_one_authenticated_commit(local_hub, run_dir, 
         ("POST", "/api/models/user/tiny-gpt2/commit/main"),
     ]
     assert {auth for _, _, auth in local_hub.requests} == {f"Bearer {SECRET}"}
-    assert local_hub.repos["user/tiny-gpt2"]["main"] == {name: (release / name).read_bytes() for name in files}
+    assert local_hub.repos["user/tiny-gpt2"]["main"] == {name: path.read_bytes() for name, path in files.items()}
     assert SECRET not in caplog.text
 
 

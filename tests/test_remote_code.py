@@ -90,6 +90,7 @@ def _run(script: str, release, tmp_path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_auto_classes_with_the_package_imported(release, tmp_path):
     script = "import sys\nimport hf_gpt2\n" + CHECK.format(
         load="model = AutoModelForCausalLM.from_pretrained(folder).eval()", pipe_kwargs=""
@@ -99,6 +100,7 @@ def test_auto_classes_with_the_package_imported(release, tmp_path):
     assert done.stdout.strip().endswith("hf_gpt2.modeling_hf_gpt2.HfGPT2ForCausalLM")
 
 
+@pytest.mark.slow
 def test_trust_remote_code_without_the_package(release, tmp_path):
     script = BLOCK_PACKAGE + CHECK.format(
         load="model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()",

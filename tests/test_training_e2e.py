@@ -155,7 +155,8 @@ def test_the_release_loads_with_from_pretrained(finished_run):
     stock = GPT2LMHeadModel.from_pretrained(finished_run / "final-gpt2").eval()
     ids = AutoTokenizer.from_pretrained(final)("In the beginning", return_tensors="pt").input_ids
     torch.testing.assert_close(model(ids).logits, stock(ids).logits[..., : model.config.vocab_size])
-    assert json.loads((final / "generation_config.json").read_text())["max_new_tokens"] == 4
+    generation = json.loads((final / "generation_config.json").read_text())
+    assert not {"max_new_tokens", "do_sample", "temperature", "top_k"} & set(generation)  # sample.* is the recipe's
 
 
 # -- exact resume ----------------------------------------------------------------------------------------------------

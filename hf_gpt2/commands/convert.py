@@ -6,9 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from hf_gpt2.convert import from_gpt2, load_causal_lm, to_gpt2
+from hf_gpt2.convert import from_gpt2, load_causal_lm
 from hf_gpt2.errors import CheckpointError
-from hf_gpt2.release import save_release
+from hf_gpt2.release import save_release, save_stock_gpt2_export
 from hf_gpt2.tokenization import load_tokenizer_for
 
 logger = logging.getLogger(__name__)
@@ -19,10 +19,11 @@ def run(args: argparse.Namespace) -> int:
     _refuse_existing(args.dst)
     if args.from_gpt2:
         model = from_gpt2(args.src)
+        out, kind = save_release(model, load_tokenizer_for(args.src), args.dst), "HfGPT2ForCausalLM"
     else:
-        model = to_gpt2(load_causal_lm(args.src))
-    out = save_release(model, load_tokenizer_for(args.src), args.dst)
-    logger.info("wrote %s (%s, %.1fM parameters)", out, type(model).__name__, model.num_parameters() / 1e6)
+        model = load_causal_lm(args.src)
+        out, kind = save_stock_gpt2_export(model, load_tokenizer_for(args.src), args.dst), "GPT2LMHeadModel"
+    logger.info("wrote %s (%s, %.1fM parameters)", out, kind, model.num_parameters() / 1e6)
     return 0
 
 

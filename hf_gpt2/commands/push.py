@@ -26,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
     if args.rewrite_card or not card.is_file() or is_generated_card(card):  # a generated card gets this repo id
         write_model_card(release, run_dir, repo_id=args.repo_id, license=args.license)
     hub = {"repo_id": args.repo_id, "private": args.private, "license": args.license}
-    url = push_release(release, hub, commit_message=args.commit_message, revision=args.revision)
+    url = push_release(release, hub, commit_message=args.commit_message, revision=args.revision, run_dir=run_dir)
     logger.info("done: %s", url)
     return 0

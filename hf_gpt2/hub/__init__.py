@@ -1,9 +1,9 @@
 """Sharing on the Hugging Face Hub: the model card, pushing releases and checkpoints, resuming from a pushed step.
 
 - :func:`write_model_card` / :func:`stage_release`: every release gets a README.md (metadata, training summary,
-  loss curves, evaluation beside GPT-2's numbers, usage), plus ``loss_curves.png``, ``runs/`` (TensorBoard events),
-  ``recipe.yaml`` and ``eval.json``.
-- :func:`push_release`: the release folder as one commit (``hf-gpt2 push``; ``hub.push_final``).
+  loss curves, evaluation beside GPT-2's numbers, usage), plus ``loss_curves.png``, ``recipe.yaml`` and ``eval.json``.
+- :func:`push_release`: the release folder as one commit (``hf-gpt2 push``; ``hub.push_final``), with the run's
+  TensorBoard events as ``runs/`` (:func:`upload_manifest`; they are not copied into the release).
 - :class:`CheckpointPusher`: checkpoints in a background thread to a branch (``hub.push_checkpoints``).
 - :func:`download_checkpoint`: ``train.resume_from="hub:USER/NAME[@REV]"``.
 
@@ -12,7 +12,14 @@ The token comes from ``hf auth login`` or HF_TOKEN and is never logged or writte
 
 from __future__ import annotations
 
-from hf_gpt2.hub.card import RELEASE_IGNORE, is_generated_card, stage_release, upload_manifest, write_model_card
+from hf_gpt2.hub.card import (
+    RELEASE_IGNORE,
+    is_generated_card,
+    run_events,
+    stage_release,
+    upload_manifest,
+    write_model_card,
+)
 from hf_gpt2.hub.card_text import render_card
 from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, HubError, require_token
 from hf_gpt2.hub.curves import Curves, plot_losses, read_curves
@@ -37,6 +44,7 @@ __all__ = [
     "read_curves",
     "render_card",
     "require_token",
+    "run_events",
     "stage_release",
     "upload_manifest",
     "write_model_card",

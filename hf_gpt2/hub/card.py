@@ -3,9 +3,9 @@
 Everything comes from files, so a card can be written for any release, pushed or not: the release's ``config.json``
 and ``model.safetensors`` header, the resolved ``recipe.yaml``, ``eval.json`` and the TensorBoard events of the run
 (gathered by :mod:`~hf_gpt2.hub.summary`, worded by :mod:`~hf_gpt2.hub.card_text`). The release then carries
-``README.md``, ``loss_curves.png``, ``runs/`` (the events, which the Hub shows in its Metrics tab), ``recipe.yaml`` and
-``eval.json`` beside the weights.
-"""
+``README.md``, ``loss_curves.png``, ``recipe.yaml`` and ``eval.json`` beside the weights. The run's events
+(``<run>/tb/``) are uploaded beside them as ``runs/`` (the Hub shows them in its Metrics tab) without a copy in the
+release folder, so ``tensorboard --logdir runs/`` shows each run once."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from hf_gpt2.errors import CheckpointError
 from hf_gpt2.eval_report import EvalReport
 from hf_gpt2.folders import write_text_atomically
 from hf_gpt2.hub.card_text import GENERATED_MARKER, LOSS_PNG, render_card
-from hf_gpt2.hub.curves import copy_events, event_dirs, plot_losses
+from hf_gpt2.hub.curves import EVENTS_GLOB, event_dirs, plot_losses
 from hf_gpt2.hub.summary import EVAL, EVENTS_DIR, RECIPE, gather_summary
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def write_model_card(
         base_model=base_model,
         datasets=datasets,
         has_plot=plot is not None,
-        has_events=bool(event_dirs(release / EVENTS_DIR)),
+        has_events=bool(run_events(release, run)),
     )
     path = release / CARD
     write_text_atomically(path, card)
@@ -96,7 +96,6 @@ def write_model_card(
 
 
 def _copy_run_files(run: Path, release: Path) -> None:
-    copy_events(run / "tb", release / EVENTS_DIR)
     if (run / RECIPE).is_file() and not (release / RECIPE).is_file():  # the release's own copy wins
         shutil.copy2(run / RECIPE, release / RECIPE)
     if (run / EVAL).is_file():  # eval.json is written after the release, so the run's copy is the newest
@@ -111,28 +110,66 @@ def is_generated_card(path: str | os.PathLike) -> bool:
         return False
 
 
-def upload_manifest(release_dir: str | os.PathLike) -> list[str]:
-    """The exact files (POSIX paths relative to the release) that a push uploads, sorted."""
+def run_events(release_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """The TensorBoard event files a push uploads, as ``{path in the repo: local file}`` (repo paths under ``runs/``).
+
+    They are the run's own ``tb/`` files when there is a run folder with events; otherwise whatever the release
+    already holds under ``runs/`` (a release downloaded from the Hub, or written by an older hf_gpt2).
+    """
+    release = Path(release_dir)
+    source = Path(run_dir) / "tb" if run_dir is not None else None
+    if source is None or not event_dirs(source):
+        source = release / EVENTS_DIR
+    files = sorted(p for p in source.rglob(EVENTS_GLOB) if p.is_file()) if source.is_dir() else []
+    return {f"{EVENTS_DIR}/{p.relative_to(source).as_posix()}": p for p in files}
+
+
+def upload_manifest(release_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """The exact files a push uploads, as ``{path in the repo: local file}`` sorted by repo path.
+
+    The release's files (hidden files and caches left out, see ``RELEASE_IGNORE``) and the run's TensorBoard events
+    under ``runs/`` (:func:`run_events`). With a run folder, an older copy of the events inside the release is left
+    out (the run's own files are the newest) and named in the log: TensorBoard shows that run twice until it is
+    deleted.
+    """
     root = Path(release_dir)
+    events = run_events(root, run_dir)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    return list(filter_repo_objects(files, ignore_patterns=RELEASE_IGNORE))
+    kept = filter_repo_objects(files, ignore_patterns=RELEASE_IGNORE)
+    manifest = {name: root / name for name in kept if not name.startswith(f"{EVENTS_DIR}/")}
+    old_copy = root / EVENTS_DIR
+    if run_dir is not None and event_dirs(Path(run_dir) / "tb") and event_dirs(old_copy):
+        logger.warning(
+            "%s is an old copy of the run's TensorBoard events (`tensorboard --logdir` shows the run twice); "
+            "the push uploads %s instead: delete the copy",
+            old_copy,
+            Path(run_dir) / "tb",
+        )
+    manifest.update(events)
+    return dict(sorted(manifest.items()))
 
 
 def stage_release(
-    release_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None, **card_kwargs: Any
-) -> list[str]:
-    """Make ``release_dir`` the exact folder a push uploads, and return its file list.
+    release_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    rewrite_card: bool | None = None,
+    **card_kwargs: Any,
+) -> dict[str, Path]:
+    """Write the model card a push needs and return the push's files (:func:`upload_manifest`).
 
-    With ``run_dir`` (or when the release has no README.md yet) the card is (re)written; a card already in the
-    release is otherwise kept as it is, so hand edits survive.
+    The card is (re)written when ``rewrite_card`` is true (by default: when ``run_dir`` is given) or when the release
+    has no README.md yet; otherwise a card already in the release is kept as it is, so hand edits survive.
     """
     release = Path(release_dir)
-    if run_dir is not None or not (release / CARD).is_file():
+    if rewrite_card is None:
+        rewrite_card = run_dir is not None
+    if rewrite_card or not (release / CARD).is_file():
         write_model_card(release, run_dir, **card_kwargs)
     card = ModelCard.load(release / CARD)  # fails early on metadata the Hub would refuse
     if card.data.library_name is None and not card.data.to_dict():
         logger.warning("%s has no YAML metadata", release / CARD)
-    return upload_manifest(release)
+    return upload_manifest(release, run_dir)
 
 
 def _as_report(results: EvalReport | Mapping[str, Any]) -> EvalReport:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,27 +91,6 @@ def _scalars_in(folder: Path) -> dict[str, list[tuple[float, int, float]]]:
     for tag in accumulator.Tags().get("scalars", []):
         out[tag] = [(e.wall_time, int(e.step), float(e.value)) for e in accumulator.Scalars(tag)]
     return out
-
-
-def copy_events(source: str | os.PathLike, destination: str | os.PathLike) -> list[Path]:
-    """Copy the event files under ``source`` to ``destination`` (keeping subfolders); return the new files.
-
-    ``destination`` is replaced, so a second release of the same run does not keep stale events.
-    """
-    source, destination = Path(source), Path(destination)
-    files = sorted(p for p in source.rglob(EVENTS_GLOB) if p.is_file()) if source.is_dir() else []
-    if not files:
-        return []
-    if source.resolve() == destination.resolve():
-        return files
-    shutil.rmtree(destination, ignore_errors=True)
-    copied = []
-    for path in files:
-        target = destination / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-        copied.append(target)
-    return copied
 
 
 def plot_losses(curves: Curves, path: str | os.PathLike, *, title: str | None = None) -> Path | None:

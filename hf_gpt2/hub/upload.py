@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -41,19 +42,35 @@ from hf_gpt2.hub.common import (
     require_repo_id,
     require_token,
 )
+from hf_gpt2.hub.summary import EVENTS_DIR
 
 logger = logging.getLogger(__name__)
 
 _STAGING_PREFIX = ".hub-push-"
 
 
-def _commit_folder(
-    api: Any, repo_id: str, folder: Path, files: list[str], *, path_in_repo: str, revision: str | None, message: str
+def _commit_files(
+    api: Any, repo_id: str, files: dict[str, Path], *, path_in_repo: str, revision: str | None, message: str
 ) -> CommitInfo:
-    """Upload ``files`` (relative to ``folder``) under ``path_in_repo`` as a single commit."""
+    """Upload ``files`` (``{path in the repo: local file}``) under ``path_in_repo`` as a single commit."""
     prefix = f"{path_in_repo.strip('/')}/" if path_in_repo.strip("/") else ""
-    operations = [CommitOperationAdd(path_in_repo=prefix + name, path_or_fileobj=str(folder / name)) for name in files]
+    operations = [
+        CommitOperationAdd(path_in_repo=prefix + name, path_or_fileobj=str(path)) for name, path in files.items()
+    ]
     return api.create_commit(repo_id, operations=operations, commit_message=message, revision=revision)
+
+
+def _snapshot_events(files: dict[str, Path], folder: Path) -> dict[str, Path]:
+    """Copy the TensorBoard event files of ``files`` into ``folder``: a writer still appending to one (the run's own
+    ``tb/``) cannot change it between hashing and upload. Returns ``files`` with the copies in their place."""
+    snapshot = dict(files)
+    for name, path in files.items():
+        if name.startswith(f"{EVENTS_DIR}/"):
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            snapshot[name] = target
+    return snapshot
 
 
 def _prepare_repo(api: Any, repo_id: str, *, private: bool, revision: str | None) -> None:
@@ -84,12 +101,14 @@ def push_release(
     token: str | None = None,
     commit_message: str | None = None,
     revision: str | None = None,
+    run_dir: str | os.PathLike | None = None,
 ) -> str:
     """Push a release folder to the Hub as one commit; writes its model card first when it has none.
 
     Args:
         release_dir: the release (``runs/<name>/final`` or any ``save_pretrained`` folder).
         hub_cfg: the recipe's ``hub`` section (or a mapping): ``repo_id``, ``private``, ``license``.
+        run_dir: the release's run folder: its TensorBoard events (``tb/``) are uploaded as ``runs/``.
         token: a Hub token; default: ``hf auth login`` / HF_TOKEN. Never logged or written.
         commit_message: default ``"Upload <folder name> with hf_gpt2"``.
         revision: branch to push to (created from ``main`` when missing); default ``main``.
@@ -106,12 +125,15 @@ def push_release(
     if not (release / "config.json").is_file():
         raise CheckpointError(f"{release} is not a model folder (no config.json); pass a save_pretrained folder")
     token = require_token(token)
-    files = stage_release(release, repo_id=repo_id, license=hub_setting(hub_cfg, "license"))  # card if missing
+    license = hub_setting(hub_cfg, "license")
+    files = stage_release(release, run_dir, rewrite_card=False, repo_id=repo_id, license=license)  # card if missing
     api = common.make_api(token)
     message = commit_message or f"Upload {release.name} with hf_gpt2"
     try:
         _prepare_repo(api, repo_id, private=bool(hub_setting(hub_cfg, "private", False)), revision=revision)
-        info = _commit_folder(api, repo_id, release, files, path_in_repo="", revision=revision, message=message)
+        with tempfile.TemporaryDirectory(prefix="hf_gpt2-push-") as snapshot:
+            files = _snapshot_events(files, Path(snapshot))
+            info = _commit_files(api, repo_id, files, path_in_repo="", revision=revision, message=message)
     except (HfHubHTTPError, OSError, ValueError) as err:
         retry = f"; the release is intact: hf-gpt2 push --model {release} --repo-id {repo_id}"
         raise _hub_error("pushing the release to", repo_id, err, retry) from err
@@ -286,11 +308,10 @@ class CheckpointPusher:
         if not self._repo_ready:
             _prepare_repo(self._api, self.repo_id, private=self.private, revision=self.revision)
             self._repo_ready = True
-        files = sorted(p.relative_to(job.staged).as_posix() for p in job.staged.rglob("*") if p.is_file())
-        _commit_folder(
+        files = {p.relative_to(job.staged).as_posix(): p for p in sorted(job.staged.rglob("*")) if p.is_file()}
+        _commit_files(
             self._api,
             self.repo_id,
-            job.staged,
             files,
             path_in_repo=f"checkpoints/step-{job.step}",
             revision=self.revision,
