@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hf_gpt2.convert import strip_vocab_padding
 from hf_gpt2.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def load_training_checkpoint(folder: str | os.PathLike) -> Any:
     else:
         prefix = _PEFT_PREFIX if any(k.startswith(_PEFT_PREFIX) for k in state) else ""
         state = {k.removeprefix(prefix): v for k, v in state.items()}
+    state = strip_vocab_padding(state, model.config.vocab_size)  # checkpoints of runs before the padding moved
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to wte; not stored
     if missing or unexpected:

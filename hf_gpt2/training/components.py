@@ -183,8 +183,8 @@ def compute_loss(
 ) -> torch.Tensor:
     """Mean cross-entropy of the model over the batch's ``targets`` (positions with -100 are ignored).
 
-    The targets go in as ``shift_labels`` (already aligned with the logits), so every position of a window trains and
-    the model can use its fused, chunked LM-head + loss in training, never building the (B, T, V) logits.
+    The targets go in as ``shift_labels`` (already aligned with the logits), so every position of a window trains, and
+    ``skip_logits=True`` asks the model for its fused, chunked LM-head + loss: the (B, T, V) logits are never built.
     ``num_items_in_batch`` replaces the batch's own count of trained tokens as the divisor (token-weighted
     gradient accumulation).
     """
@@ -193,4 +193,4 @@ def compute_loss(
     if num_items_in_batch is not None:
         inputs["num_items_in_batch"] = num_items_in_batch
     # `labels` only switches the loss on: with `shift_labels` given, transformers' loss does not shift again.
-    return model(**inputs, labels=targets, shift_labels=targets, use_cache=False).loss
+    return model(**inputs, labels=targets, shift_labels=targets, use_cache=False, skip_logits=True).loss
