@@ -28,6 +28,8 @@ class HfGPT2Config(PreTrainedConfig):
         initializer_range: std of the normal init; residual projections get ``std / sqrt(2 * n_layer)``.
         scale_attn_weights: scale attention scores by ``1 / sqrt(head_dim)`` (GPT-2 does).
         use_cache: return a KV cache from forward by default (generation); training turns it off.
+        pad_token_id: the padding id (GPT-2 has none); the sequence-classification head scores each row's last
+            token that is not this id.
         tie_word_embeddings: share the LM head with the token embedding (GPT-2 does).
         vocab_pad_multiple: the fused loss kernel lays its chunk of logits out ``vocab_size`` rounded up to a
             multiple of this wide (50257 → 50304 at 128), so its matmuls run on aligned shapes. The embedding, the LM
@@ -66,6 +68,7 @@ class HfGPT2Config(PreTrainedConfig):
         use_cache: bool = True,
         bos_token_id: int = 50256,
         eos_token_id: int = 50256,
+        pad_token_id: int | None = None,
         tie_word_embeddings: bool = True,
         vocab_pad_multiple: int = 128,
         loss_chunk_size: int | None = None,
@@ -89,7 +92,11 @@ class HfGPT2Config(PreTrainedConfig):
         self.loss_chunk_size = loss_chunk_size
         self._validate_hf_gpt2()
         super().__init__(
-            bos_token_id=bos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
         )
 
     def _validate_hf_gpt2(self) -> None:
