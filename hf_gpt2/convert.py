@@ -184,14 +184,18 @@ def to_gpt2(model: HfGPT2PreTrainedModel) -> GPT2PreTrainedModel:
     return stock.to(next(model.parameters()).dtype).eval()
 
 
-def strip_vocab_padding(state: dict[str, torch.Tensor], vocab_size: int) -> dict[str, torch.Tensor]:
-    """A state dict with its vocabulary matrices cut to ``vocab_size`` rows.
+def strip_vocab_padding(state: dict[str, torch.Tensor], vocab_size: int, pad_multiple: int) -> dict[str, torch.Tensor]:
+    """A state dict with vocabulary matrices of exactly the old padded size cut to ``vocab_size`` rows.
 
-    Checkpoints written before the vocabulary padding moved into the loss kernel hold ``transformer.wte.weight``
-    (and an untied ``lm_head.weight``) with padding rows past ``vocab_size``; ``from_pretrained`` strips them itself.
+    Checkpoints written before the vocabulary padding moved into the loss kernel hold ``transformer.wte.weight`` (and
+    an untied ``lm_head.weight``) with ``vocab_size`` rounded up to ``pad_multiple`` rows; ``from_pretrained`` strips
+    them itself. A matrix of any other size is left for ``load_state_dict`` to report.
     """
+    padded = -(-vocab_size // pad_multiple) * pad_multiple
     return {
-        key: tensor[:vocab_size] if key.endswith(("wte.weight", "lm_head.weight")) else tensor
+        key: tensor[:vocab_size]
+        if key.endswith(("wte.weight", "lm_head.weight")) and len(tensor) == padded > vocab_size
+        else tensor
         for key, tensor in state.items()
     }
 

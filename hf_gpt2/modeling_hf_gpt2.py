@@ -156,14 +156,17 @@ class _StripVocabPadding(ConversionOps):
 
     Releases written before the padding moved into the loss kernel store ``transformer.wte.weight`` (and an untied
     ``lm_head.weight``) with ``vocab_size`` rounded up to ``vocab_pad_multiple`` rows (50257 → 50304); the rows past
-    ``vocab_size`` were never scored. Saving writes the matrices as they are: ``vocab_size`` rows.
+    ``vocab_size`` were never scored. Only that exact size is cut; saving writes the matrices as they are.
     """
 
     @torch.no_grad()
     def convert(self, input_dict, source_patterns, target_patterns, config=None, **kwargs):
         tensor = next(iter(input_dict.values()))
         tensor = tensor[0] if isinstance(tensor, list) else tensor
-        return {target_patterns[0]: tensor[: config.vocab_size]}
+        V, multiple = config.vocab_size, config.vocab_pad_multiple
+        if len(tensor) > V and len(tensor) == -(-V // multiple) * multiple:  # exactly the old padded size
+            tensor = tensor[:V]
+        return {target_patterns[0]: tensor}  # any other size is reported as a mismatch, as usual
 
     @property
     def reverse_op(self) -> ConversionOps:

@@ -182,3 +182,13 @@ def test_every_head_loads_through_its_auto_class_and_from_a_stock_folder(stock_n
 def test_a_stock_head_folder_still_loads_as_a_causal_lm(tmp_path):
     _stock_head("GPT2ForSequenceClassification").save_pretrained(tmp_path)
     assert type(load_causal_lm(tmp_path)) is HfGPT2ForCausalLM
+
+
+def test_strip_vocab_padding_cuts_only_the_old_padded_size():
+    from hf_gpt2.convert import strip_vocab_padding
+
+    state = {"transformer.wte.weight": torch.ones(128, 4), "transformer.wpe.weight": torch.ones(128, 4)}
+    stripped = strip_vocab_padding(state, vocab_size=90, pad_multiple=128)
+    assert stripped["transformer.wte.weight"].shape == (90, 4) and stripped["transformer.wpe.weight"].shape == (128, 4)
+    odd = {"transformer.wte.weight": torch.ones(99, 4)}  # not a padded size: load_state_dict reports the mismatch
+    assert strip_vocab_padding(odd, vocab_size=90, pad_multiple=128)["transformer.wte.weight"].shape == (99, 4)

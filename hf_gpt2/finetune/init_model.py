@@ -61,7 +61,7 @@ def load_training_checkpoint(folder: str | os.PathLike) -> Any:
     else:
         prefix = _PEFT_PREFIX if any(k.startswith(_PEFT_PREFIX) for k in state) else ""
         state = {k.removeprefix(prefix): v for k, v in state.items()}
-    state = strip_vocab_padding(state, model.config.vocab_size)  # checkpoints of runs before the padding moved
+    state = strip_vocab_padding(state, model.config.vocab_size, model.config.vocab_pad_multiple)  # older runs
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to wte; not stored
     if missing or unexpected:
