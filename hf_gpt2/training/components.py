@@ -100,8 +100,8 @@ def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
 
 
 def check_sharding_support(accelerator: Any) -> None:
-    """Refuse DeepSpeed ZeRO-3 before any work starts: the LM head reads the tied embedding matrix outside the
-    embedding's forward (the fused chunked loss, the vocabulary-padding slice), where ZeRO-3 holds only a shard of it.
+    """Refuse DeepSpeed ZeRO-3 before any work starts: the tied embedding / LM head (one parameter used by two
+    modules, one of them through the chunked loss) has not been verified under ZeRO-3's partitioning.
 
     Raises:
         RecipeError: naming the accelerate configs that shard the same way and work.
@@ -109,8 +109,8 @@ def check_sharding_support(accelerator: Any) -> None:
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None and getattr(plugin, "zero_stage", None) == 3:
         raise RecipeError(
-            "DeepSpeed ZeRO-3 is not supported (the tied LM head reads the whole embedding matrix outside its "
-            "module); use accelerate_configs/fsdp.yaml (FSDP2 shards parameters, gradients and optimizer state "
+            "DeepSpeed ZeRO-3 is not supported (the tied embedding / LM head is not verified under its "
+            "partitioning); use accelerate_configs/fsdp.yaml (FSDP2 shards parameters, gradients and optimizer state "
             "like ZeRO-3) or accelerate_configs/deepspeed_zero2.yaml"
         )
 
