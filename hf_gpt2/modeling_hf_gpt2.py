@@ -151,47 +151,6 @@ class HfGPT2Block(GradientCheckpointingLayer):
         return hidden_states + self.mlp(self.ln_2(hidden_states))
 
 
-class _StripVocabPadding(ConversionOps):
-    """Loading: keep the first ``config.vocab_size`` rows of a vocabulary matrix.
-
-    Releases written before the padding moved into the loss kernel store ``transformer.wte.weight`` (and an untied
-    ``lm_head.weight``) with ``vocab_size`` rounded up to ``vocab_pad_multiple`` rows (50257 → 50304); the rows past
-    ``vocab_size`` were never scored. Only that exact size is cut; saving writes the matrices as they are.
-    """
-
-    @torch.no_grad()
-    def convert(self, input_dict, source_patterns, target_patterns, config=None, **kwargs):
-        tensor = next(iter(input_dict.values()))
-        tensor = tensor[0] if isinstance(tensor, list) else tensor
-        V, multiple = config.vocab_size, config.vocab_pad_multiple
-        if len(tensor) > V and len(tensor) == -(-V // multiple) * multiple:  # exactly the old padded size
-            tensor = tensor[:V]
-        return {target_patterns[0]: tensor}  # any other size is reported as a mismatch, as usual
-
-    @property
-    def reverse_op(self) -> ConversionOps:
-        return _SaveAsIs()
-
-
-class _SaveAsIs(ConversionOps):
-    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
-        return {target_patterns[0]: next(iter(input_dict.values()))}
-
-    @property
-    def reverse_op(self) -> ConversionOps:
-        return _StripVocabPadding()
-
-
-register_checkpoint_conversion_mapping(
-    HfGPT2Config.model_type,
-    [
-        WeightConverter(r"wte\.weight", "wte.weight", operations=[_StripVocabPadding()]),
-        WeightConverter(r"lm_head\.weight", "lm_head.weight", operations=[_StripVocabPadding()]),
-    ],
-    overwrite=True,  # this file is imported once per package import and once per trust_remote_code module copy
-)
-
-
 class HfGPT2PreTrainedModel(PreTrainedModel):
     """Weight init, attention-implementation flags and checkpoint conventions shared by the hf_gpt2 models."""
 
@@ -503,6 +462,52 @@ class HfGPT2ForQuestionAnswering(GenericForQuestionAnswering, HfGPT2PreTrainedMo
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.transformer.wte = value
+
+
+# -- loading releases of earlier versions ----------------------------------------------------------------------------
+
+
+class _StripVocabPadding(ConversionOps):
+    """Loading: keep the first ``config.vocab_size`` rows of a vocabulary matrix.
+
+    Releases written before the padding moved into the loss kernel store ``transformer.wte.weight`` (and an untied
+    ``lm_head.weight``) with ``vocab_size`` rounded up to ``vocab_pad_multiple`` rows (50257 → 50304); the rows past
+    ``vocab_size`` were never scored. Only that exact size is cut; saving writes the matrices as they are.
+    """
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, config=None, **kwargs):
+        tensor = next(iter(input_dict.values()))
+        tensor = tensor[0] if isinstance(tensor, list) else tensor
+        V, multiple = config.vocab_size, config.vocab_pad_multiple
+        if len(tensor) > V and len(tensor) == -(-V // multiple) * multiple:  # exactly the old padded size
+            tensor = tensor[:V]
+        return {target_patterns[0]: tensor}  # any other size is reported as a mismatch, as usual
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _SaveAsIs()
+
+
+class _SaveAsIs(ConversionOps):
+    """Saving: the matrices as they are (``vocab_size`` rows)."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        return {target_patterns[0]: next(iter(input_dict.values()))}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _StripVocabPadding()
+
+
+register_checkpoint_conversion_mapping(
+    HfGPT2Config.model_type,
+    [
+        WeightConverter(r"wte\.weight", "wte.weight", operations=[_StripVocabPadding()]),
+        WeightConverter(r"lm_head\.weight", "lm_head.weight", operations=[_StripVocabPadding()]),
+    ],
+    overwrite=True,  # this file is imported once per package import and once per trust_remote_code module copy
+)
 
 
 AUTO_CLASS_NAMES = {
