@@ -122,8 +122,8 @@ class ModelConfig:
     """The fused loss's chunk of logits is ``vocab_size`` rounded up to a multiple of this wide (50257 → 50304) for
     aligned matmuls; the embedding, LM head and logits keep ``vocab_size`` rows. 1 turns the alignment off."""
     loss_chunk_size: int | None = None
-    """Rows per chunk of the fused LM-head + cross-entropy in training (no full B·T·V logits); None picks per
-    device (256 on CPU, 4096 on GPU), 0 computes the loss from full logits."""
+    """Rows per chunk of the fused LM-head + cross-entropy the training loop asks for (``skip_logits=True``: no full
+    B·T·V logits); None picks per device (256 on CPU, 4096 on GPU), 0 computes the loss from full logits."""
     attn_implementation: str = "sdpa"
     """Attention kernel: ``sdpa``, ``eager``, ``flash_attention_2``/``3``, ``flex_attention``."""
     dtype: str = "float32"
