@@ -88,7 +88,7 @@ def check_shapes(config: Any, recipe: Any, vocab_size: int) -> None:
     if config.vocab_size < vocab_size:
         problems.append(
             f"model.vocab_size={config.vocab_size} is smaller than the tokenizer's vocabulary ({vocab_size}); "
-            f"use at least {vocab_size} (the model pads its embedding to model.vocab_pad_multiple itself)"
+            f"use at least {vocab_size}"
         )
     if recipe.data.block_size > config.n_positions:
         problems.append(
