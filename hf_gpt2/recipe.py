@@ -116,6 +116,9 @@ class ModelConfig:
     eos_token_id: int | None = None
     """End-of-sequence id written to the config; null takes the tokenizer's EOS, the id prepare writes after every
     document (GPT-2: 50256)."""
+    pad_token_id: int | None = None
+    """Padding id written to the config (GPT-2 has none); the sequence-classification head scores each row's last
+    token that is not this id."""
     tie_word_embeddings: bool = True
     """Share the input embedding with the LM head."""
     vocab_pad_multiple: int = 128
