@@ -12,6 +12,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_gpt2.convert import from_gpt2
 
+pytestmark = pytest.mark.slow  # tests/test_model.py keeps greedy, token-type and output-recording parity fast
+
 MODES = {
     "greedy": {"do_sample": False},
     "greedy-no-cache": {"do_sample": False, "use_cache": False},

@@ -13,6 +13,8 @@ from transformers import GPT2Config, pipeline
 
 from hf_gpt2.convert import from_gpt2
 
+pytestmark = pytest.mark.slow
+
 TASKS = {
     "text-generation": "GPT2LMHeadModel",
     "feature-extraction": "GPT2Model",

@@ -144,6 +144,7 @@ REMOTE_HEADS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_every_auto_class_loads_through_trust_remote_code_without_the_package(release, tmp_path):
     folder = release[0]
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
