@@ -296,8 +296,8 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
 class HfGPT2LMHead(nn.Linear):
     """The LM head: ``(B, T, C) → (B, T, vocab_size)`` logits, or the loss alone through the chunked kernel.
 
-    The loss runs inside this module's ``forward`` so that whatever manages the weight (accelerate's offload and
-    device-map hooks, DeepSpeed ZeRO-3, FSDP) has it in place, as for the logits.
+    The loss runs inside this module's ``forward``, so hooks that manage the weight (accelerate's offload and
+    device-map hooks, any forward pre-hook) have it in place and on the right device, as for the logits.
     """
 
     def forward(
