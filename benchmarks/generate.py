@@ -1,7 +1,7 @@
 """Greedy generation with the KV cache, side by side: hf_gpt2 against stock transformers GPT-2 (sdpa).
 
 The stock model is randomly initialised (same config as benchmarks/train_step.py) and hf_gpt2 is converted from it
-(with its default vocab padding), so both must produce the same tokens; the script asserts that. Each call is
+(``from_gpt2``), so both must produce the same tokens; the script asserts that. Each call is
 ``model.generate(prompt, max_new_tokens=N, do_sample=False, use_cache=True)`` with no EOS token, so every call
 generates exactly N tokens. The two models
 alternate (the order flips every pair) and the median of the per-pair speed ratios is reported.
@@ -32,7 +32,7 @@ def build_pair() -> dict[str, torch.nn.Module]:
 
     torch.manual_seed(0)
     stock = GPT2LMHeadModel(GPT2Config(**CONFIG, attn_implementation="sdpa")).eval()
-    ours = from_gpt2(stock, vocab_pad_multiple=128).eval()
+    ours = from_gpt2(stock).eval()
     for model in (stock, ours):
         model.generation_config.eos_token_id = None  # always generate max_new_tokens; no EOS bookkeeping per step
     return {"stock": stock, "hf_gpt2": ours}

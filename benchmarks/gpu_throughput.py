@@ -6,8 +6,9 @@ One process, one GPU. For every (model, compiled) pair a fresh randomly initiali
 TF32 and the flash SDPA kernel are on (``hf_gpt2.training.speed.configure_backends``); hf_gpt2 compiles through
 ``hf_gpt2.training.speed.compile_model`` and stock GPT-2 through the same in-place ``nn.Module.compile``.
 
-The models: ``hf_gpt2`` (the chunked LM-head + loss, as it trains by default), ``hf_gpt2-nochunk``
-(``loss_chunk_size=0``: full logits then cross-entropy, which inductor may fuse better) and ``stock``.
+The models: ``hf_gpt2`` (``skip_logits=True``: the chunked LM-head + loss, as its training loop calls it),
+``hf_gpt2-nochunk`` (the same call with ``loss_chunk_size=0``: full logits then cross-entropy, which inductor may fuse
+better) and ``stock``.
 
 MFU = tokens/s × FLOPs/token ÷ the GPU's dense bf16 peak (``hf_gpt2.training.metrics.PEAK_TFLOPS``; H100 SXM and H200
 989 TFLOP/s, A100 312). FLOPs/token = 6·N + 12·L·T·d with N the parameters without the position table (855 MFLOP
@@ -72,10 +73,11 @@ def measure(which: str, compiled: bool, args: argparse.Namespace, device: torch.
     if compiled:
         compile_model(model, **({"backend": args.smoke_backend} if args.smoke else {}))
     x = torch.randint(0, config["vocab_size"], (args.batch_size, args.seq_len), device=device)
+    ours = {} if which == "stock" else {"skip_logits": True}  # the training loop's call
 
     def step() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = model(input_ids=x, labels=x).loss
+            loss = model(input_ids=x, labels=x, **ours).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

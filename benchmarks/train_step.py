@@ -1,6 +1,8 @@
 """CPU training step, side by side: hf_gpt2 against stock transformers GPT-2 (sdpa), same config, random init.
 
-Throughput: one process, fp32, 2 threads; a step is ``model(input_ids=x, labels=x).loss.backward()`` then AdamW.
+Throughput: one process, fp32, 2 threads; a step is ``model(input_ids=x, labels=x).loss.backward()`` then AdamW, with
+``skip_logits=True`` for hf_gpt2, as its training loop calls it (the loss from the chunked LM-head kernel, no logits).
+Both models use the optimizer of hf_gpt2's loop on CPU: ``torch.optim.AdamW(fused=True)``.
 The two models alternate step by step (the order flips every pair) and the median of the per-pair ratios is
 reported, so load from other processes on a shared machine hits both alike.
 
@@ -55,12 +57,13 @@ def build(which: str, overrides: dict | None = None) -> torch.nn.Module:
 
 
 def make_step(model: torch.nn.Module):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # what hf_gpt2's loop uses on CPU
     x = torch.randint(0, CONFIG["vocab_size"], (BATCH, BLOCK), generator=torch.Generator().manual_seed(1))
+    ours = {} if type(model).__name__ == "GPT2LMHeadModel" else {"skip_logits": True}
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=x, labels=x).loss
+        loss = model(input_ids=x, labels=x, **ours).loss
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\nspeed-up hf_gpt2 / stock, median of {args.pairs} interleaved pairs: "
         f"{speed['speedup_median_of_pairs']:.3f}x  (pairs: {', '.join(f'{r:.3f}' for r in speed['speedups'])}; "
-        "target >= 1.10x)"
+        "target >= 1.25x)"
     )
     if args.no_memory:
         return
@@ -154,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {memory[name]['step_peak_mib']:.0f} | {memory[name]['process_peak_mib']:.0f} |")
     step_ratio = memory["hf_gpt2"]["step_peak_mib"] / memory["stock"]["step_peak_mib"]
     process_ratio = memory["hf_gpt2"]["process_peak_mib"] / memory["stock"]["process_peak_mib"]
-    print(f"\nmemory hf_gpt2 / stock: step peak {step_ratio:.3f}x, process peak {process_ratio:.3f}x (target <= 0.6x)")
+    print(
+        f"\nmemory hf_gpt2 / stock: step peak {step_ratio:.3f}x (target <= 0.40x), "
+        f"process peak {process_ratio:.3f}x (target <= 0.55x)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ __version__ = "0.1.0"
 AUTO_CLASSES: dict[str, str] = {
     "HfGPT2Model": "AutoModel",
     "HfGPT2ForCausalLM": "AutoModelForCausalLM",
+    "HfGPT2ForSequenceClassification": "AutoModelForSequenceClassification",
+    "HfGPT2ForTokenClassification": "AutoModelForTokenClassification",
+    "HfGPT2ForQuestionAnswering": "AutoModelForQuestionAnswering",
 }
 """Each model class of ``modeling_hf_gpt2`` → the transformers Auto class it registers with (one line per head)."""
 

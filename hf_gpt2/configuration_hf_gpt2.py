@@ -29,15 +29,17 @@ class HfGPT2Config(PreTrainedConfig):
         initializer_range: std of the normal init; residual projections get ``std / sqrt(2 * n_layer)``.
         scale_attn_weights: scale attention scores by ``1 / sqrt(head_dim)`` (GPT-2 does).
         use_cache: return a KV cache from forward by default (generation); training turns it off.
+        pad_token_id: the padding id (GPT-2 has none); the sequence-classification head scores each row's last
+            token that is not this id.
         tie_word_embeddings: share the LM head with the token embedding (GPT-2 does).
-        vocab_pad_multiple: the embedding and LM head hold ``vocab_size`` rounded up to a multiple of this
-            (50257 → 50304 at 128) so their matmuls run on aligned shapes. Logits still have ``vocab_size`` columns:
-            the padding rows are never scored, and ``to_gpt2`` strips them. 1 turns padding off.
-        loss_chunk_size: rows (tokens) per chunk of the fused LM-head + cross-entropy used when the model is
-            training, gradients are on and ``labels`` are given. That path never materialises the (B, T, V) logits
-            and returns ``logits=None``; eval mode, ``torch.no_grad()`` and ``loss_chunk_size=0`` keep the plain
-            head, which returns logits. ``None`` picks per device: 256 rows on CPU (fastest on the 2-core
-            benchmark, a 51 MB chunk at V=50304), 4096 on GPUs (fewer, larger kernels).
+        vocab_pad_multiple: the fused loss kernel lays its chunk of logits out ``vocab_size`` rounded up to a
+            multiple of this wide (50257 → 50304 at 128), so its matmuls run on aligned shapes. The embedding, the LM
+            head and the logits always have exactly ``vocab_size`` rows / columns. 1 turns the alignment off.
+        loss_chunk_size: rows (tokens) per chunk of the fused LM-head + cross-entropy, which a caller asks for
+            with ``model(..., labels=..., skip_logits=True)``: the loss without the (B, T, V) logits (``logits`` is
+            None). Without ``skip_logits`` the model returns logits and stock GPT-2's loss. ``None`` picks per device:
+            256 rows on CPU (fastest on the 2-core benchmark), 4096 on GPUs (fewer, larger kernels); 0 computes the
+            skipped-logits loss from full logits.
     """
 
     model_type = "hf_gpt2"
@@ -67,6 +69,7 @@ class HfGPT2Config(PreTrainedConfig):
         use_cache: bool = True,
         bos_token_id: int = 50256,
         eos_token_id: int = 50256,
+        pad_token_id: int | None = None,
         tie_word_embeddings: bool = True,
         vocab_pad_multiple: int = 128,
         loss_chunk_size: int | None = None,
@@ -90,13 +93,12 @@ class HfGPT2Config(PreTrainedConfig):
         self.loss_chunk_size = loss_chunk_size
         self._validate_hf_gpt2()
         super().__init__(
-            bos_token_id=bos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
         )
-
-    @property
-    def padded_vocab_size(self) -> int:
-        """Rows of the embedding and LM head: ``vocab_size`` rounded up to a multiple of ``vocab_pad_multiple``."""
-        return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
 
     def _validate_hf_gpt2(self) -> None:
         fields = {name: getattr(self, name) for name in CHECKED_FIELDS}

@@ -1,7 +1,8 @@
-"""Stock transformers GPT-2 ⇄ hf_gpt2: OpenAI's weights in, a stock ``GPT2LMHeadModel`` out, identical logits.
+"""Stock transformers GPT-2 ⇄ hf_gpt2, every head: OpenAI's weights in, stock GPT-2 out, identical outputs.
 
-Parameter names are the same on both sides; stock GPT-2 stores its projections as Conv1D (in, out) matrices and
-hf_gpt2 as nn.Linear (out, in), so conversion transposes those four weights per block and copies the rest.
+Parameter names are the same on both sides (the token-classification head is ``classifier`` in stock GPT-2 and
+``score`` in hf_gpt2, transformers' generic head); stock GPT-2 stores its projections as Conv1D (in, out) matrices
+and hf_gpt2 as nn.Linear (out, in), so conversion transposes those four weights per block and copies the rest.
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, GPT2Config, GPT2LMHeadModel
+import transformers
+from transformers import AutoConfig, GPT2Config, GPT2PreTrainedModel
 
+from hf_gpt2 import modeling_hf_gpt2
 from hf_gpt2.configuration_hf_gpt2 import HfGPT2Config
 from hf_gpt2.errors import CheckpointError, ConversionError
-from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM
+from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM, HfGPT2PreTrainedModel
 
 logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 # Stock GPT-2 weights held as Conv1D (in_features, out_features); hf_gpt2 holds them as nn.Linear (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-# Vocabulary matrices: hf_gpt2 pads their rows to config.vocab_pad_multiple, stock GPT-2 does not.
-_VOCAB_KEYS = ("transformer.wte.weight", "lm_head.weight")
+# Stock GPT-2 class → (hf_gpt2 class, renamed key prefixes stock → hf_gpt2).
+_HEADS = {
+    "GPT2Model": ("HfGPT2Model", {}),
+    "GPT2LMHeadModel": ("HfGPT2ForCausalLM", {}),
+    "GPT2ForSequenceClassification": ("HfGPT2ForSequenceClassification", {}),
+    "GPT2ForTokenClassification": ("HfGPT2ForTokenClassification", {"classifier.": "score."}),
+    "GPT2ForQuestionAnswering": ("HfGPT2ForQuestionAnswering", {}),
+}
 # Config fields shared verbatim by GPT2Config and HfGPT2Config.
 SHARED_CONFIG_FIELDS = (
     "vocab_size",
@@ -45,6 +54,8 @@ SHARED_CONFIG_FIELDS = (
     "eos_token_id",
     "tie_word_embeddings",
 )
+# What the task heads read from any config: labels, the padding id that finds a sequence's last token, dropout.
+_TASK_CONFIG_FIELDS = ("id2label", "label2id", "problem_type", "pad_token_id", "classifier_dropout")
 # Stock GPT-2 options that change the architecture and that hf_gpt2 does not implement.
 _UNSUPPORTED_STOCK_OPTIONS = {
     "add_cross_attention": False,
@@ -53,8 +64,8 @@ _UNSUPPORTED_STOCK_OPTIONS = {
 }
 
 
-def config_from_gpt2(config: GPT2Config, vocab_pad_multiple: int = 1) -> HfGPT2Config:
-    """Return the HfGPT2Config equivalent to a stock GPT2Config (by default with GPT-2's unpadded vocab matrices).
+def config_from_gpt2(config: GPT2Config) -> HfGPT2Config:
+    """Return the HfGPT2Config equivalent to a stock GPT2Config.
 
     Raises:
         ConversionError: if the stock config uses an option hf_gpt2 does not implement.
@@ -65,13 +76,16 @@ def config_from_gpt2(config: GPT2Config, vocab_pad_multiple: int = 1) -> HfGPT2C
                 f"the GPT-2 config sets {option}={getattr(config, option)!r}, which hf_gpt2 does not implement; "
                 f"only {option}={supported!r} converts"
             )
-    fields = {name: getattr(config, name) for name in SHARED_CONFIG_FIELDS}
-    return HfGPT2Config(**fields, vocab_pad_multiple=vocab_pad_multiple)
+    return HfGPT2Config(**_fields(config, SHARED_CONFIG_FIELDS), **_fields(config, _TASK_CONFIG_FIELDS))
 
 
 def config_to_gpt2(config: HfGPT2Config) -> GPT2Config:
     """Return the stock GPT2Config equivalent to an HfGPT2Config."""
-    return GPT2Config(**{name: getattr(config, name) for name in SHARED_CONFIG_FIELDS})
+    return GPT2Config(**_fields(config, SHARED_CONFIG_FIELDS), **_fields(config, _TASK_CONFIG_FIELDS))
+
+
+def _fields(config: object, names: tuple[str, ...]) -> dict:
+    return {name: getattr(config, name) for name in names if getattr(config, name, None) is not None}
 
 
 def _convert_state_dict(
@@ -82,15 +96,13 @@ def _convert_state_dict(
     if missing:
         raise ConversionError(
             f"{direction}: the source has no tensor {missing[0]!r} ({len(missing)} missing in all); "
-            "is it a GPT-2 checkpoint with the same number of layers?"
+            "is it a GPT-2 checkpoint with the same number of layers and the same head?"
         )
     converted = {}
     for key, want in target.items():
         tensor = source[key]
         if key.endswith(_CONV1D_SUFFIXES):
             tensor = tensor.t()
-        if key in _VOCAB_KEYS and tensor.shape[1:] == want.shape[1:] and len(tensor) != len(want):
-            tensor = _fit_vocab_rows(tensor, len(want))
         if tuple(tensor.shape) != tuple(want.shape):
             raise ConversionError(
                 f"{direction}: tensor {key!r} has shape {tuple(source[key].shape)} in the source but the target "
@@ -100,48 +112,82 @@ def _convert_state_dict(
     return converted
 
 
-def _fit_vocab_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
-    """Strip vocabulary padding rows (hf_gpt2 → GPT-2) or append zero ones (GPT-2 → hf_gpt2)."""
-    if len(tensor) >= rows:
-        return tensor[:rows]
-    return torch.cat([tensor, tensor.new_zeros(rows - len(tensor), *tensor.shape[1:])])
+def _renamed(state: dict[str, torch.Tensor], prefixes: dict[str, str]) -> dict[str, torch.Tensor]:
+    """``state`` with each key that starts with a prefix in ``prefixes`` renamed to its replacement."""
+    renamed = {}
+    for key, tensor in state.items():
+        for old, new in prefixes.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        renamed[key] = tensor
+    return renamed
 
 
-def _load_stock_gpt2(name_or_path: str | os.PathLike) -> GPT2LMHeadModel:
+def _load_stock_gpt2(name_or_path: str | os.PathLike, architecture: str | None = None) -> GPT2PreTrainedModel:
+    """A stock GPT-2 folder or Hub id as ``architecture``, else the class its config names (else GPT2LMHeadModel)."""
     _require_source(name_or_path)
     try:
-        return GPT2LMHeadModel.from_pretrained(str(name_or_path))
+        if architecture is None:
+            names = transformers.AutoConfig.from_pretrained(str(name_or_path)).architectures or ()
+            architecture = next((name for name in names if name in _HEADS), "GPT2LMHeadModel")
+        return getattr(transformers, architecture).from_pretrained(str(name_or_path))
     except OSError as err:
         raise ConversionError(f"could not load a GPT-2 model from {str(name_or_path)!r}: {_first_line(err)}") from err
 
 
-def from_gpt2(model_or_path: GPT2LMHeadModel | str | os.PathLike, vocab_pad_multiple: int = 1) -> HfGPT2ForCausalLM:
-    """Convert a stock ``GPT2LMHeadModel`` (object, folder or Hub id such as ``openai-community/gpt2``) to hf_gpt2.
+def from_gpt2(model_or_path: GPT2PreTrainedModel | str | os.PathLike) -> HfGPT2PreTrainedModel:
+    """Convert a stock GPT-2 (object, folder or Hub id such as ``openai-community/gpt2``) to hf_gpt2.
 
-    The result has the same logits (fp32: max abs difference < 1e-4) and the same greedy generations. With
-    ``vocab_pad_multiple`` > 1 its vocabulary matrices get zero padding rows (faster matmuls, same logits).
+    ``GPT2LMHeadModel`` becomes ``HfGPT2ForCausalLM``, ``GPT2Model`` ``HfGPT2Model`` and the sequence-classification,
+    token-classification and question-answering heads their hf_gpt2 counterparts. The result has the same outputs
+    (fp32: max abs difference < 1e-4) and the same greedy generations.
 
     Raises:
-        ConversionError: if the source is missing, not GPT-2, or a tensor is missing or has the wrong shape.
+        ConversionError: if the source is missing, not GPT-2 (or a GPT-2 head without a counterpart), or a tensor is
+            missing or has the wrong shape.
     """
-    stock = model_or_path if isinstance(model_or_path, GPT2LMHeadModel) else _load_stock_gpt2(model_or_path)
-    model = HfGPT2ForCausalLM(config_from_gpt2(stock.config, vocab_pad_multiple))
-    state = _convert_state_dict(stock.state_dict(), model.state_dict(), "GPT-2 → hf_gpt2")
+    stock = model_or_path if not isinstance(model_or_path, (str, os.PathLike)) else _load_stock_gpt2(model_or_path)
+    name = type(stock).__name__
+    if name not in _HEADS:
+        raise ConversionError(f"{name} has no hf_gpt2 counterpart; convertible: {', '.join(_HEADS)}")
+    ours_name, renames = _HEADS[name]
+    model = getattr(modeling_hf_gpt2, ours_name)(config_from_gpt2(stock.config))
+    state = _convert_state_dict(_renamed(stock.state_dict(), renames), model.state_dict(), "GPT-2 → hf_gpt2")
     model.load_state_dict(state, strict=True)
-    model.generation_config = stock.generation_config
+    if model.can_generate():
+        model.generation_config = stock.generation_config
     return model.to(next(stock.parameters()).dtype).eval()
 
 
-def to_gpt2(model: HfGPT2ForCausalLM) -> GPT2LMHeadModel:
-    """Convert an hf_gpt2 model to a stock transformers ``GPT2LMHeadModel`` with identical logits."""
-    stock = GPT2LMHeadModel(config_to_gpt2(model.config))
+def to_gpt2(model: HfGPT2PreTrainedModel) -> GPT2PreTrainedModel:
+    """Convert an hf_gpt2 model (any head) to the stock transformers GPT-2 class with identical outputs."""
+    stock_name, renames = next((s, r) for s, (o, r) in _HEADS.items() if o == type(model).__name__)
+    stock = getattr(transformers, stock_name)(config_to_gpt2(model.config))
     target = {
         key: value for key, value in stock.state_dict().items() if not key.endswith((".attn.bias", "masked_bias"))
     }
-    state = _convert_state_dict(model.state_dict(), target, "hf_gpt2 → GPT-2")
-    stock.load_state_dict(state, strict=False)
-    stock.generation_config = model.generation_config
+    source = _renamed(model.state_dict(), {new: old for old, new in renames.items()})
+    stock.load_state_dict(_convert_state_dict(source, target, "hf_gpt2 → GPT-2"), strict=False)
+    if stock.can_generate():
+        stock.generation_config = model.generation_config
     return stock.to(next(model.parameters()).dtype).eval()
+
+
+def strip_vocab_padding(state: dict[str, torch.Tensor], vocab_size: int, pad_multiple: int) -> dict[str, torch.Tensor]:
+    """A state dict with vocabulary matrices of exactly the old padded size cut to ``vocab_size`` rows.
+
+    Checkpoints written before the vocabulary padding moved into the loss kernel hold ``transformer.wte.weight`` (and
+    an untied ``lm_head.weight``) with ``vocab_size`` rounded up to ``pad_multiple`` rows; ``from_pretrained`` strips
+    them itself. A matrix of any other size is left for ``load_state_dict`` to report.
+    """
+    padded = -(-vocab_size // pad_multiple) * pad_multiple
+    return {
+        key: tensor[:vocab_size]
+        if key.endswith(("wte.weight", "lm_head.weight")) and len(tensor) == padded > vocab_size
+        else tensor
+        for key, tensor in state.items()
+    }
 
 
 def load_causal_lm(name_or_path: str | os.PathLike) -> HfGPT2ForCausalLM:
@@ -164,7 +210,7 @@ def load_causal_lm(name_or_path: str | os.PathLike) -> HfGPT2ForCausalLM:
             ) from err
     if config.model_type == "gpt2":
         logger.info("converting stock GPT-2 %s to hf_gpt2", name_or_path)
-        return from_gpt2(name_or_path)
+        return from_gpt2(_load_stock_gpt2(name_or_path, "GPT2LMHeadModel"))
     raise CheckpointError(
         f"{str(name_or_path)!r} holds a {config.model_type!r} model; "
         "hf_gpt2 starts from hf_gpt2 or GPT-2 checkpoints only"

@@ -3,12 +3,14 @@
 Pre-LayerNorm blocks, learned positions, tanh-GELU MLP, an LM head tied to the token embedding, and the scaled
 residual init. Parameter names follow OpenAI's checkpoints (``transformer.wte``, ``h.N.attn.c_attn``, ...), so
 converting from stock GPT-2 is a transpose of its Conv1D weights. This file travels to the Hub with every release
-(``trust_remote_code``): it imports only torch, transformers and the configuration next to it.
+(``trust_remote_code``): it imports only torch, transformers and the files next to it (the configuration and the
+fused loss kernel).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -18,13 +20,23 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.masking_utils import create_causal_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_layers import (
+    GenericForQuestionAnswering,
+    GenericForSequenceClassification,
+    GenericForTokenClassification,
+    GradientCheckpointingLayer,
+)
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_hf_gpt2 import HfGPT2Config
+from .fused_loss import linear_cross_entropy
 
 
 def eager_attention_forward(
@@ -45,130 +57,6 @@ def eager_attention_forward(
     probs = F.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(probs, value).transpose(1, 2)  # (B, T, nh, hs)
     return out, probs
-
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``, one chunk of rows at a time.
-
-    Liger / "cut cross-entropy" style: each chunk's logits are built, turned into the chunk's loss and, in the same
-    forward, into the gradients wrt ``hidden`` and ``weight``; then they are dropped. Neither pass ever holds more
-    than ``chunk_size × V`` logits, and the backward only scales the two stored gradients.
-    """
-
-    @staticmethod
-    def forward(
-        ctx,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        targets: torch.Tensor,
-        denominator: torch.Tensor,
-        vocab_size: int,
-        chunk_size: int,
-        compute_dtype: torch.dtype,
-    ) -> torch.Tensor:
-        # hidden (N, C), weight (Vp, C) with Vp >= vocab_size, targets (N,) with -100 = ignored. The gradients are
-        # kept as sums over the valid rows; backward applies grad_loss / denominator to them in one pass.
-        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        h, w = hidden.to(compute_dtype), weight.to(compute_dtype)  # no-ops in fp32; autocast's casts under bf16
-        valid = targets != -100
-        safe_targets = torch.where(valid, targets, 0).unsqueeze(1)  # (N, 1)
-        keep = valid.unsqueeze(1).to(compute_dtype)  # (N, 1): 1 for rows that count, 0 for ignored ones (exact)
-        grad_hidden = torch.empty_like(h) if need_hidden else None
-        grad_weight = torch.empty_like(weight, dtype=torch.float32) if need_weight else None
-        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        n = min(chunk_size, h.shape[0])
-        logits_buffer = torch.empty(n, w.shape[0], dtype=compute_dtype, device=h.device)  # reused by every chunk
-        probs_buffer = torch.empty(n, w.shape[0], dtype=torch.float32, device=h.device)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for start in range(0, h.shape[0], chunk_size):
-                rows = slice(start, start + chunk_size)
-                h_rows, keep_rows, t_rows = h[rows], keep[rows], safe_targets[rows]
-                logits = torch.mm(h_rows, w.t(), out=logits_buffer[: len(h_rows)])  # (n, Vp)
-                if w.shape[0] > vocab_size:
-                    logits[:, vocab_size:] = float("-inf")  # padding rows never score
-                # one row-wise kernel: each row is read once and its softmax sums stay in cache
-                log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32, out=probs_buffer[: len(h_rows)])
-                loss -= (log_probs.gather(1, t_rows) * keep_rows).sum()
-                if grad_hidden is None and grad_weight is None:
-                    continue
-                ones = torch.ones_like(log_probs[:, :1])
-                grad_logits = log_probs.exp_().scatter_add_(1, t_rows, -ones).to(compute_dtype)  # p - onehot
-                # the row mask goes on the small (n, C) factors, never over the (n, V) matrix
-                if grad_hidden is not None:
-                    grad_hidden[rows] = (grad_logits @ w).mul_(keep_rows)
-                if grad_weight is None:
-                    continue
-                if start == 0 and compute_dtype == torch.float32:  # first chunk writes the buffer: no zero fill
-                    torch.mm(grad_logits.t(), h_rows * keep_rows, out=grad_weight)
-                elif start == 0:
-                    grad_weight.copy_(grad_logits.t() @ (h_rows * keep_rows))
-                elif compute_dtype == torch.float32:
-                    grad_weight.addmm_(grad_logits.t(), h_rows * keep_rows)
-                else:  # bf16 / fp16 chunk product, accumulated in fp32
-                    grad_weight.add_(grad_logits.t() @ (h_rows * keep_rows))
-        # ctx attributes, not save_for_backward: backward drops them, so autograd can adopt the (Vp, C) gradient as
-        # weight.grad instead of copying it
-        ctx.grad_hidden = grad_hidden.to(hidden.dtype) if grad_hidden is not None else None
-        ctx.grad_weight = grad_weight.to(weight.dtype) if grad_weight is not None else None
-        ctx.save_for_backward(denominator)
-        return loss / denominator
-
-    @staticmethod
-    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (denominator,) = ctx.saved_tensors
-        grad_hidden, grad_weight = ctx.grad_hidden, ctx.grad_weight
-        if grad_hidden is None and grad_weight is None and any(ctx.needs_input_grad[:2]):
-            raise RuntimeError("LinearCrossEntropy: backward through the same loss twice is not supported")
-        ctx.grad_hidden = ctx.grad_weight = None
-        factor = grad_loss / denominator
-        if grad_hidden is not None:
-            grad_hidden = grad_hidden * factor.to(grad_hidden.dtype)
-        if grad_weight is not None:
-            grad_weight = grad_weight.mul_(factor)  # in place: no second (Vp, C) buffer
-        return grad_hidden, grad_weight, None, None, None, None, None
-
-
-def _default_loss_chunk_size(device: torch.device) -> int:
-    # CPU: 256 rows keep a chunk (51 MB at V=50304) near the caches and were fastest on 2 cores; GPUs want fewer,
-    # larger kernels.
-    return 256 if device.type == "cpu" else 4096
-
-
-def linear_cross_entropy(
-    hidden_states: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor | None,
-    vocab_size: int,
-    chunk_size: int,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    shift_labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """transformers' ``ForCausalLMLoss`` of ``hidden_states @ weight[:vocab_size].T``, without the (B, T, V) logits.
-
-    Args:
-        hidden_states: (B, T, C) final hidden states.
-        weight: (Vp, C) LM head; rows from ``vocab_size`` on are padding and never score.
-        labels: (B, T) ids aligned with the inputs (shifted here, as transformers does); -100 is ignored.
-        vocab_size: the real vocabulary size.
-        chunk_size: rows (tokens) per chunk.
-        num_items_in_batch: divide the summed loss by this (gradient accumulation) instead of the valid-token count.
-        shift_labels: (B, T) already-shifted targets; replaces ``labels``.
-
-    Returns:
-        The mean loss over the valid tokens (or the sum over ``num_items_in_batch``), fp32.
-    """
-    if shift_labels is None:
-        shift_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]  # (B, T): position t predicts t + 1
-    targets = shift_labels.reshape(-1).to(hidden_states.device)  # (N,)
-    hidden = hidden_states.reshape(-1, hidden_states.shape[-1])  # (N, C), a view when contiguous
-    if num_items_in_batch is None:
-        denominator = (targets != -100).sum().float()
-    else:
-        denominator = torch.as_tensor(num_items_in_batch, device=hidden.device).float()
-    device_type = hidden.device.type
-    autocast = torch.is_autocast_enabled(device_type)
-    compute_dtype = torch.get_autocast_dtype(device_type) if autocast else hidden.dtype
-    return LinearCrossEntropy.apply(hidden, weight, targets, denominator, vocab_size, chunk_size, compute_dtype)
 
 
 def _activation(name: str) -> nn.Module:
@@ -277,6 +165,22 @@ class HfGPT2PreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = True
     _keys_to_ignore_on_load_unexpected = [r"attn\.bias", r"attn\.masked_bias"]
+    # output_hidden_states / output_attentions are recorded by hooks on these modules (transformers' capture_outputs)
+    _can_record_outputs = {
+        "hidden_states": HfGPT2Block,
+        "attentions": OutputRecorder(HfGPT2Attention, index=1),
+    }
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained``; the config's ``auto_map`` names every hf_gpt2 class, so a release of
+        any head loads as any other (``AutoModel``, ``AutoModelForSequenceClassification``, ...) through
+        ``trust_remote_code``."""
+        if self._auto_class is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.update({auto: f"{module}.{name}" for auto, name in AUTO_CLASS_NAMES.items()})
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -300,7 +204,7 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
 
     def __init__(self, config: HfGPT2Config) -> None:
         super().__init__(config)
-        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)  # rows past vocab_size: alignment only
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([HfGPT2Block(config, layer_idx=i) for i in range(config.n_layer)])
@@ -314,12 +218,14 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.wte = new_embeddings
 
+    @capture_outputs
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -331,19 +237,22 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
             input_ids: token ids; give either these or ``inputs_embeds``.
             cache: KV cache of earlier positions (a ``DynamicCache``); created when ``use_cache`` and None.
             attention_mask: (B, S) with 1 for real tokens and 0 for padding (left padding supported), or a 4D mask.
+            token_type_ids: (B, T) ids whose token embeddings are added to the input, as GPT-2 does.
             position_ids: (B, T) positions; default ``arange(T) + cache length``.
             inputs_embeds: precomputed token embeddings.
             use_cache: return the KV cache (default ``config.use_cache`` in eval mode; off in training mode, where a
                 cache only costs copies, and under gradient checkpointing).
+            output_hidden_states, output_attentions, return_dict: (keywords, default from the config) add the
+                embeddings and every block's output / every layer's attention probabilities (eager attention
+                only), or return a tuple, exactly as stock GPT-2 does.
         """
-        for key in ("output_attentions", "output_hidden_states", "return_dict"):
-            kwargs.pop(key, None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None:
             inputs_embeds = self.wte(input_ids)  # (B, T, C)
+        B, T = inputs_embeds.shape[:2]
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
-        if self.gradient_checkpointing and self.training:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             use_cache = False
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
@@ -351,7 +260,6 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
             cache = None
         if position_ids is None:
             past = cache.get_seq_length() if cache is not None else 0
-            T = inputs_embeds.shape[1]
             if past + T > self.config.n_positions:
                 raise ValueError(
                     f"sequence length {past + T} (cached {past} + new {T}) exceeds the model's "
@@ -359,6 +267,8 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
                     f"{self.config.n_positions} tokens"
                 )
             position_ids = (torch.arange(T, device=inputs_embeds.device) + past).unsqueeze(0)
+        if attention_mask is not None and attention_mask.ndim < 4:
+            attention_mask = attention_mask.view(B, -1)
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
@@ -366,7 +276,10 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
             cache=cache,
             position_ids=position_ids,
         )
-        hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
+        hidden_states = inputs_embeds + self.wpe(position_ids)  # (B, T, C)
+        if token_type_ids is not None:
+            hidden_states = hidden_states + self.wte(token_type_ids.view(B, -1))  # GPT-2 reuses the token table
+        hidden_states = self.drop(hidden_states)
         for block in self.h:
             # hidden_states goes positionally: the checkpointing wrapper only handles kwargs it knows.
             hidden_states = block(
@@ -380,6 +293,36 @@ class HfGPT2Model(HfGPT2PreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=self.ln_f(hidden_states), cache=cache)
 
 
+class HfGPT2LMHead(nn.Linear):
+    """The LM head: ``(B, T, C) → (B, T, vocab_size)`` logits, or the loss alone through the chunked kernel.
+
+    The loss runs inside this module's ``forward``, so hooks that manage the weight (accelerate's offload and
+    device-map hooks, any forward pre-hook) have it in place and on the right device, as for the logits.
+    """
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        shift_labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        chunk_size: int | None = None,
+        pad_multiple: int = 1,
+    ) -> torch.Tensor:
+        """Logits; with ``labels`` or ``shift_labels``, the causal-LM loss without logits (see ``fused_loss``)."""
+        if labels is None and shift_labels is None:
+            return super().forward(hidden_states)
+        return linear_cross_entropy(
+            hidden_states,
+            self.weight,
+            labels,
+            shift_labels=shift_labels,
+            num_items_in_batch=num_items_in_batch,
+            chunk_size=chunk_size,
+            pad_multiple=pad_multiple,
+        )
+
+
 class HfGPT2ForCausalLM(HfGPT2PreTrainedModel, GenerationMixin):
     """GPT-2 with its language-modelling head (tied to ``transformer.wte``)."""
 
@@ -388,97 +331,199 @@ class HfGPT2ForCausalLM(HfGPT2PreTrainedModel, GenerationMixin):
     def __init__(self, config: HfGPT2Config) -> None:
         super().__init__(config)
         self.transformer = HfGPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        self.lm_head = HfGPT2LMHead(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        if type(new_embeddings) is nn.Linear and new_embeddings.bias is None:
+            # resize_token_embeddings builds a plain nn.Linear (and may have hooked it already): give it this
+            # head's class, which only adds the loss-without-logits path, so that path survives a resize
+            new_embeddings.__class__ = HfGPT2LMHead
         self.lm_head = new_embeddings
 
-    def resize_token_embeddings(
-        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
-    ) -> nn.Embedding:
-        """Resize to ``new_num_tokens`` real tokens; the matrices keep ``config.vocab_pad_multiple`` padding."""
-        if new_num_tokens is None:
-            return super().resize_token_embeddings(None, pad_to_multiple_of, mean_resizing)
-        multiple = math.lcm(self.config.vocab_pad_multiple, pad_to_multiple_of or 1)
-        embeddings = super().resize_token_embeddings(-(-new_num_tokens // multiple) * multiple, None, mean_resizing)
-        self.config.vocab_size = self.vocab_size = new_num_tokens
-        return embeddings
-
-    def _uses_fused_loss(self, labels: torch.Tensor | None, logits_to_keep: int | torch.Tensor) -> bool:
-        """Training with labels: the chunked LM-head + loss, which returns no logits (``config.loss_chunk_size``)."""
-        return (
-            labels is not None
-            and self.training
-            and torch.is_grad_enabled()
-            and self.config.loss_chunk_size != 0
-            and isinstance(logits_to_keep, int)
-            and logits_to_keep == 0
-            and type(self.lm_head) is nn.Linear  # a wrapped head (LoRA, quantised) keeps its own forward
-        )
-
-    def _logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(B, T', C) → (B, T', vocab_size): the padding rows of the head are never computed."""
-        if type(self.lm_head) is nn.Linear:
-            return F.linear(hidden_states, self.lm_head.weight[: self.config.vocab_size])  # row slice: no copy
-        return self.lm_head(hidden_states)[..., : self.config.vocab_size]
-
+    @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        skip_logits: bool = False,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits for every (or the last ``logits_to_keep``) position, and the loss when ``labels`` are given.
 
-        In training (``model.train()``, gradients on, ``labels`` given, ``config.loss_chunk_size > 0``) the loss comes
-        from the chunked LM-head + cross-entropy and ``logits`` is None: the (B, T, V) logits are never built. Eval
-        mode, ``torch.no_grad()`` or ``config.loss_chunk_size = 0`` return logits (and the same loss).
+        By default the output is stock GPT-2's: logits, and with ``labels`` the same loss. ``skip_logits=True`` (with
+        ``labels``) asks for the loss alone: it comes from the chunked LM-head + cross-entropy of
+        ``hf_gpt2.fused_loss``, the (B, T, V) logits are never built and ``logits`` is None. That is what training
+        loops want (hf_gpt2's own loop asks for it); ``config.loss_chunk_size`` sets its rows per chunk (0: the loss
+        from full logits, which are then dropped).
 
         Args:
             labels: (B, T) target ids aligned with ``input_ids`` (shifted inside, as in transformers); -100 is ignored.
-            logits_to_keep: keep logits for the last N positions only (0 keeps all), or a 1D tensor of indices.
+            logits_to_keep: keep logits for the last N positions only (0 keeps all), or a tensor of indices.
+            skip_logits: return the loss without logits (needs ``labels``).
             num_items_in_batch: (keyword) divide the summed loss by this instead of the valid-token count, as
                 transformers' Trainer does for gradient accumulation.
+            shift_labels: (keyword) targets already aligned with the positions; replace the shift of ``labels``.
             (other arguments as in :meth:`HfGPT2Model.forward`)
         """
+        if skip_logits and labels is None:
+            raise ValueError("skip_logits=True returns only the loss: pass labels (or leave skip_logits False)")
         loss_kwargs = {key: kwargs.pop(key) for key in ("num_items_in_batch", "shift_labels") if key in kwargs}
         out = self.transformer(
             input_ids,
             cache=cache,
             attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,  # a config with return_dict=False still gets its tuple, from can_return_tuple
             **kwargs,
         )
         hidden_states = out.last_hidden_state  # (B, T, C)
-        if self._uses_fused_loss(labels, logits_to_keep):
-            loss = linear_cross_entropy(
-                hidden_states,
-                self.lm_head.weight,
-                labels,
-                self.config.vocab_size,
-                self.config.loss_chunk_size or _default_loss_chunk_size(hidden_states.device),
-                **loss_kwargs,
-            )
-            return CausalLMOutputWithPast(loss=loss, logits=None, cache=out.cache)
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self._logits(hidden_states[:, keep, :])  # (B, T', V)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **loss_kwargs, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+        if skip_logits:
+            logits, loss = None, self._loss_without_logits(hidden_states, labels, **loss_kwargs)
+        else:
+            logits = self.lm_head(slice_logits_to_keep(hidden_states, logits_to_keep))  # (B, T', V)
+            loss = None
+            if labels is not None:
+                loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **loss_kwargs, **kwargs)
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+    def _loss_without_logits(self, hidden_states: torch.Tensor, labels: torch.Tensor, **loss_kwargs) -> torch.Tensor:
+        """The chunked LM-head + loss; a wrapped head (LoRA, quantised) or ``loss_chunk_size=0`` uses full logits."""
+        if self.config.loss_chunk_size == 0 or not isinstance(self.lm_head, HfGPT2LMHead):
+            logits = self.lm_head(hidden_states)
+            return self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **loss_kwargs)
+        return self.lm_head(
+            hidden_states,
+            labels,
+            chunk_size=self.config.loss_chunk_size,
+            pad_multiple=self.config.vocab_pad_multiple,
+            **loss_kwargs,
+        )
 
 
-__all__ = ["HfGPT2PreTrainedModel", "HfGPT2Model", "HfGPT2ForCausalLM"]
+class HfGPT2ForSequenceClassification(GenericForSequenceClassification, HfGPT2PreTrainedModel):
+    """GPT-2 with a linear score on the last non-padding token (reward models, classification)."""
+
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: HfGPT2Config) -> None:
+        HfGPT2PreTrainedModel.__init__(self, config)  # the generic head would build its base through AutoModel
+        self.num_labels = config.num_labels
+        self.transformer = HfGPT2Model(config)
+        self.score = nn.Linear(config.n_embd, self.num_labels, bias=False)
+        self.post_init()
+
+
+class HfGPT2ForTokenClassification(GenericForTokenClassification, HfGPT2PreTrainedModel):
+    """GPT-2 with a linear classifier on every token (``score``; stock GPT-2 names it ``classifier``)."""
+
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: HfGPT2Config) -> None:
+        HfGPT2PreTrainedModel.__init__(self, config)
+        self.num_labels = config.num_labels
+        self.transformer = HfGPT2Model(config)
+        dropout = getattr(config, "classifier_dropout", None)
+        dropout = getattr(config, "hidden_dropout", None) if dropout is None else dropout
+        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)  # stock GPT-2's rule and default
+        self.score = nn.Linear(config.n_embd, config.num_labels)
+        self.post_init()
+
+
+class HfGPT2ForQuestionAnswering(GenericForQuestionAnswering, HfGPT2PreTrainedModel):
+    """GPT-2 with a span head: start and end logits for every token."""
+
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: HfGPT2Config) -> None:
+        HfGPT2PreTrainedModel.__init__(self, config)
+        self.transformer = HfGPT2Model(config)
+        self.qa_outputs = nn.Linear(config.n_embd, 2)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.transformer.wte = value
+
+
+# -- loading releases of earlier versions ----------------------------------------------------------------------------
+
+
+class _StripVocabPadding(ConversionOps):
+    """Loading: keep the first ``config.vocab_size`` rows of a vocabulary matrix.
+
+    Releases written before the padding moved into the loss kernel store ``transformer.wte.weight`` (and an untied
+    ``lm_head.weight``) with ``vocab_size`` rounded up to ``vocab_pad_multiple`` rows (50257 → 50304); the rows past
+    ``vocab_size`` were never scored. Only that exact size is cut; saving writes the matrices as they are.
+    """
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, config=None, **kwargs):
+        tensor = next(iter(input_dict.values()))
+        tensor = tensor[0] if isinstance(tensor, list) else tensor
+        V, multiple = config.vocab_size, config.vocab_pad_multiple
+        if len(tensor) > V and len(tensor) == -(-V // multiple) * multiple:  # exactly the old padded size
+            tensor = tensor[:V]
+        return {target_patterns[0]: tensor}  # any other size is reported as a mismatch, as usual
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _SaveAsIs()
+
+
+class _SaveAsIs(ConversionOps):
+    """Saving: the matrices as they are (``vocab_size`` rows)."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        return {target_patterns[0]: next(iter(input_dict.values()))}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _StripVocabPadding()
+
+
+register_checkpoint_conversion_mapping(
+    HfGPT2Config.model_type,
+    [
+        WeightConverter(r"wte\.weight", "wte.weight", operations=[_StripVocabPadding()]),
+        WeightConverter(r"lm_head\.weight", "lm_head.weight", operations=[_StripVocabPadding()]),
+    ],
+    overwrite=True,  # this file is imported once per package import and once per trust_remote_code module copy
+)
+
+
+AUTO_CLASS_NAMES = {
+    "AutoModel": "HfGPT2Model",
+    "AutoModelForCausalLM": "HfGPT2ForCausalLM",
+    "AutoModelForSequenceClassification": "HfGPT2ForSequenceClassification",
+    "AutoModelForTokenClassification": "HfGPT2ForTokenClassification",
+    "AutoModelForQuestionAnswering": "HfGPT2ForQuestionAnswering",
+}
+"""The transformers Auto class of each hf_gpt2 model class."""
+
+__all__ = [
+    "HfGPT2PreTrainedModel",
+    "HfGPT2Model",
+    "HfGPT2ForCausalLM",
+    "HfGPT2ForSequenceClassification",
+    "HfGPT2ForTokenClassification",
+    "HfGPT2ForQuestionAnswering",
+]

@@ -13,6 +13,21 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# marks of transformers' own test files, which tests/test_transformers_common.py runs
+_TRANSFORMERS_MARKS = (
+    "accelerate_tests",
+    "flash_attn_test",
+    "flash_attn_3_test",
+    "flash_attn_4_test",
+    "torch_compile_test",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for mark in _TRANSFORMERS_MARKS:
+        config.addinivalue_line("markers", f"{mark}: a mark of transformers' common model tests")
+
+
 TINY_SHAPE = {
     "n_positions": 64,
     "n_embd": 32,

@@ -105,3 +105,92 @@ def test_cli_from_a_folder_without_tokenizer_writes_the_gpt2_bpe(tiny_stock_gpt2
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(tmp_path / "ours")("Hello world").input_ids == [15496, 995]
+
+
+HEADS = [
+    ("GPT2Model", "HfGPT2Model"),
+    ("GPT2ForSequenceClassification", "HfGPT2ForSequenceClassification"),
+    ("GPT2ForTokenClassification", "HfGPT2ForTokenClassification"),
+    ("GPT2ForQuestionAnswering", "HfGPT2ForQuestionAnswering"),
+]
+
+
+def _stock_head(name: str):
+    import transformers
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=120, n_positions=32, n_embd=32, n_layer=2, n_head=4, num_labels=3, pad_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, classifier_dropout=0.0,
+    )  # fmt: skip
+    return getattr(transformers, name)(config).eval()
+
+
+def _head_inputs(name: str) -> dict:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(1, 120, (3, 10), generator=g)
+    x[0, 7:] = 0  # right padding: the sequence head scores the last non-padding token
+    inputs = {"input_ids": x, "token_type_ids": torch.randint(0, 2, (3, 10), generator=g)}
+    if name == "GPT2ForSequenceClassification":
+        inputs["labels"] = torch.tensor([0, 2, 1])
+    elif name == "GPT2ForTokenClassification":
+        inputs["labels"] = torch.randint(0, 3, (3, 10), generator=g)
+    elif name == "GPT2ForQuestionAnswering":
+        inputs["start_positions"], inputs["end_positions"] = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 9])
+    return inputs
+
+
+@pytest.mark.parametrize(("stock_name", "ours_name"), HEADS)
+def test_every_head_converts_both_ways_with_stock_outputs(stock_name, ours_name):
+    stock = _stock_head(stock_name)
+    ours = from_gpt2(stock)
+    assert type(ours).__name__ == ours_name
+    inputs = _head_inputs(stock_name)
+    with torch.no_grad():
+        ref, out = stock(**inputs), ours(**inputs)
+    assert set(ref.keys()) == set(out.keys())
+    for key in ref.keys():
+        if key != "cache":
+            torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-5, msg=key)
+    back = to_gpt2(ours)
+    assert type(back).__name__ == stock_name
+    for key, value in stock.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(("stock_name", "ours_name"), HEADS)
+def test_every_head_loads_through_its_auto_class_and_from_a_stock_folder(stock_name, ours_name, tmp_path):
+    import transformers
+
+    stock = _stock_head(stock_name)
+    stock.save_pretrained(tmp_path / "stock")
+    ours = from_gpt2(tmp_path / "stock")  # the folder's architecture picks the head
+    assert type(ours).__name__ == ours_name
+    ours.save_pretrained(tmp_path / "ours")
+    auto = {
+        "HfGPT2Model": "AutoModel",
+        "HfGPT2ForSequenceClassification": "AutoModelForSequenceClassification",
+        "HfGPT2ForTokenClassification": "AutoModelForTokenClassification",
+        "HfGPT2ForQuestionAnswering": "AutoModelForQuestionAnswering",
+    }[ours_name]
+    loaded = getattr(transformers, auto).from_pretrained(tmp_path / "ours").eval()
+    assert type(loaded).__name__ == ours_name
+    inputs = {k: v for k, v in _head_inputs(stock_name).items() if k in ("input_ids", "token_type_ids")}
+    with torch.no_grad():
+        ref, out = stock(**inputs), loaded(**inputs)
+    torch.testing.assert_close(out[0], ref[0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_stock_head_folder_still_loads_as_a_causal_lm(tmp_path):
+    _stock_head("GPT2ForSequenceClassification").save_pretrained(tmp_path)
+    assert type(load_causal_lm(tmp_path)) is HfGPT2ForCausalLM
+
+
+def test_strip_vocab_padding_cuts_only_the_old_padded_size():
+    from hf_gpt2.convert import strip_vocab_padding
+
+    state = {"transformer.wte.weight": torch.ones(128, 4), "transformer.wpe.weight": torch.ones(128, 4)}
+    stripped = strip_vocab_padding(state, vocab_size=90, pad_multiple=128)
+    assert stripped["transformer.wte.weight"].shape == (90, 4) and stripped["transformer.wpe.weight"].shape == (128, 4)
+    odd = {"transformer.wte.weight": torch.ones(99, 4)}  # not a padded size: load_state_dict reports the mismatch
+    assert strip_vocab_padding(odd, vocab_size=90, pad_multiple=128)["transformer.wte.weight"].shape == (99, 4)

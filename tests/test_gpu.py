@@ -36,7 +36,7 @@ def _stock_and_converted(attn: str = "sdpa"):
 
     torch.manual_seed(0)
     stock = GPT2LMHeadModel(GPT2Config(**SHAPE, **NO_DROPOUT, attn_implementation=attn)).cuda().eval()
-    ours = from_gpt2(stock, vocab_pad_multiple=128).cuda().eval()
+    ours = from_gpt2(stock).cuda().eval()
     ours.set_attn_implementation(attn)
     return stock, ours
 
@@ -80,17 +80,17 @@ def test_chunked_loss_and_gradients_match_plain_under_bf16_autocast():
     losses = []
     for model in (chunked, plain):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(input_ids=ids, labels=labels)
+            out = model(input_ids=ids, labels=labels, skip_logits=True)
         out.loss.backward()
         losses.append(out.loss.float())
-    assert chunked(input_ids=ids, labels=labels).logits is None  # no (B, T, V) logits in training
+    assert chunked(input_ids=ids, labels=labels, skip_logits=True).logits is None  # no (B, T, V) logits
     torch.testing.assert_close(losses[0], losses[1], rtol=2e-3, atol=2e-3)
     grads = dict(plain.named_parameters())
     for name, p in chunked.named_parameters():
         g, ref = p.grad.float(), grads[name].grad.float()
         cosine = torch.nn.functional.cosine_similarity(g.flatten(), ref.flatten(), dim=0)
         assert cosine > 0.99, (name, cosine.item())
-    assert torch.all(chunked.lm_head.weight.grad[SHAPE["vocab_size"] :] == 0)
+    assert chunked.lm_head.weight.grad.shape[0] == SHAPE["vocab_size"]
 
 
 def test_inductor_compiled_model_trains_like_eager_with_accumulation(tmp_path):

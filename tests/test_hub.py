@@ -48,6 +48,7 @@ SECRET = "hf_SECRETtokenNEVERwritten0123456789"
 MODEL_FILES = [
     "config.json",
     "configuration_hf_gpt2.py",
+    "fused_loss.py",
     "generation_config.json",
     "model.safetensors",
     "model_fields.py",  # the field rules, imported relatively by the configuration file

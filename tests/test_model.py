@@ -203,3 +203,152 @@ def test_stock_export_is_a_plain_gpt2(tiny_model):
     x = torch.randint(0, tiny_model.config.vocab_size, (2, 9))
     with torch.no_grad():
         assert (stock(x).logits - tiny_model(x).logits).abs().max() < 1e-4
+
+
+# -- the rest of stock GPT-2's forward contract ----------------------------------------------------------------------
+
+
+def _pair(tiny_stock_gpt2, attn_implementation: str = "sdpa"):
+    ours = from_gpt2(tiny_stock_gpt2)
+    for model in (tiny_stock_gpt2, ours):
+        model.set_attn_implementation(attn_implementation)
+    return tiny_stock_gpt2, ours
+
+
+def _assert_same_tensors(ours, theirs, atol: float = 1e-5) -> None:
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=atol)
+
+
+@pytest.mark.parametrize("how", ["argument", "config"])
+def test_hidden_states_and_attentions_equal_stock_gpt2(tiny_stock_gpt2, how):
+    stock, ours = _pair(tiny_stock_gpt2, "eager")  # attention probabilities exist in eager attention only
+    x = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(5))
+    kwargs = {"output_hidden_states": True, "output_attentions": True}
+    if how == "config":
+        for model in (stock, ours):
+            model.config.output_hidden_states = model.config.output_attentions = True
+        kwargs = {}
+    with torch.no_grad():
+        ref, out = stock(x, **kwargs), ours(x, **kwargs)
+        base = ours.transformer(x, **kwargs)
+    assert len(out.hidden_states) == ours.config.n_layer + 1 and len(out.attentions) == ours.config.n_layer
+    _assert_same_tensors(out.hidden_states, ref.hidden_states)
+    _assert_same_tensors(out.attentions, ref.attentions)
+    _assert_same_tensors(base.hidden_states, ref.hidden_states)
+    torch.testing.assert_close(out.hidden_states[-1], base.last_hidden_state)
+
+
+def test_generate_returns_stock_gpt2s_scores_hidden_states_and_attentions(tiny_stock_gpt2):
+    stock, ours = _pair(tiny_stock_gpt2, "eager")
+    prompt = torch.randint(0, 50257, (2, 5), generator=torch.Generator().manual_seed(6))
+    kwargs = dict(
+        max_new_tokens=4, do_sample=False, pad_token_id=50256, return_dict_in_generate=True, output_scores=True,
+        output_logits=True, output_hidden_states=True, output_attentions=True,
+    )  # fmt: skip
+    ref, out = stock.generate(prompt, **kwargs), ours.generate(prompt, **kwargs)
+    assert torch.equal(out.sequences, ref.sequences)
+    _assert_same_tensors(out.scores, ref.scores, atol=1e-4)
+    _assert_same_tensors(out.logits, ref.logits, atol=1e-4)
+    assert len(out.hidden_states) == len(ref.hidden_states) == 4  # one tuple per generated token
+    for step_ours, step_ref in zip(out.hidden_states, ref.hidden_states, strict=True):
+        _assert_same_tensors(step_ours, step_ref)
+    for step_ours, step_ref in zip(out.attentions, ref.attentions, strict=True):
+        _assert_same_tensors(step_ours, step_ref)
+
+
+@pytest.mark.parametrize("where", ["argument", "config"])
+def test_return_dict_false_returns_stock_gpt2s_tuple(tiny_stock_gpt2, where):
+    stock, ours = _pair(tiny_stock_gpt2)
+    x = torch.randint(0, 50257, (2, 7), generator=torch.Generator().manual_seed(7))
+    kwargs = {"labels": x, "use_cache": True, "output_hidden_states": True}
+    with torch.no_grad():
+        ref = stock(x, **kwargs, return_dict=False)  # (stock GPT-2 fails with config.return_dict=False)
+        if where == "config":
+            ours.config.return_dict = False
+            out = ours(x, **kwargs)
+        else:
+            out = ours(x, **kwargs, return_dict=False)
+    assert type(out) is tuple and len(out) == len(ref) == 4  # loss, logits, cache, hidden states
+    torch.testing.assert_close(out[0], ref[0])
+    torch.testing.assert_close(out[1], ref[1], rtol=1e-4, atol=1e-4)
+    assert out[2].get_seq_length() == ref[2].get_seq_length() == 7
+    _assert_same_tensors(out[3], ref[3])
+    base = ours.transformer(x, return_dict=False) if where == "argument" else ours.transformer(x)
+    assert type(base) is tuple and base[0].shape == (2, 7, ours.config.n_embd)
+
+
+def test_token_type_ids_add_their_embeddings_like_stock_gpt2(tiny_stock_gpt2):
+    stock, ours = _pair(tiny_stock_gpt2)
+    g = torch.Generator().manual_seed(8)
+    x, types = torch.randint(0, 50257, (2, 8), generator=g), torch.randint(0, 3, (2, 8), generator=g)
+    with torch.no_grad():
+        ref, out = stock(x, token_type_ids=types).logits, ours(x, token_type_ids=types).logits
+        assert (out - ours(x).logits).abs().max() > 1e-3  # the token types do change the logits
+    assert (out - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_generate_carries_token_type_ids_like_stock_gpt2(tiny_stock_gpt2, do_sample):
+    stock, ours = _pair(tiny_stock_gpt2)
+    g = torch.Generator().manual_seed(9)
+    prompt, types = torch.randint(0, 50257, (2, 5), generator=g), torch.ones(2, 5, dtype=torch.long)
+    kwargs = {"max_new_tokens": 6, "do_sample": do_sample, "pad_token_id": 50256, "token_type_ids": types}
+    outputs = []
+    for model in (stock, ours):
+        torch.manual_seed(10)
+        outputs.append(model.generate(prompt, **kwargs))
+    assert torch.equal(outputs[1], outputs[0])
+    torch.manual_seed(10)
+    assert not torch.equal(ours.generate(prompt, **{**kwargs, "token_type_ids": None}), outputs[1])
+
+
+def test_resize_token_embeddings_equals_stock_gpt2(tiny_stock_gpt2):
+    stock, ours = _pair(tiny_stock_gpt2)
+    new_rows = {}
+    for name, model in (("stock", stock), ("ours", ours)):
+        torch.manual_seed(11)
+        embedding = model.resize_token_embeddings(50257 + 10)
+        assert embedding.weight.shape == model.get_output_embeddings().weight.shape == (50267, 32)
+        assert model.config.vocab_size == 50267
+        new_rows[name] = model.get_input_embeddings().weight.detach()[50257:]
+    torch.testing.assert_close(new_rows["ours"], new_rows["stock"])  # transformers' mean initialisation
+    x = torch.randint(50257, 50267, (1, 6))
+    with torch.no_grad():
+        assert (ours(x).logits - stock(x).logits).abs().max() < 1e-4
+
+
+def test_a_fused_head_loss_from_the_output_embeddings_scores_no_phantom_tokens(tiny_stock_gpt2):
+    """What TRL and Liger-style losses do: hidden states @ get_output_embeddings().weight.T."""
+    stock, ours = _pair(tiny_stock_gpt2)
+    x = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(12))
+    losses = []
+    for model in (stock, ours):
+        with torch.no_grad():
+            hidden = model(x, output_hidden_states=True).hidden_states[-1]
+        logits = hidden @ model.get_output_embeddings().weight.T
+        losses.append(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten()))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_release_with_padded_vocabulary_rows_loads_stripped(tiny_model, tmp_path):
+    """Releases written while the embedding held padding rows (vocab_size rounded up to 128) still load exactly."""
+    from safetensors.torch import load_file, save_file
+
+    tiny_model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    wte = state["transformer.wte.weight"]
+    state["transformer.wte.weight"] = torch.cat([wte, torch.full((128 - len(wte), wte.shape[1]), 7.0)])
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    x = torch.randint(0, tiny_model.config.vocab_size, (2, 6))
+    with torch.no_grad():
+        expected = tiny_model(x).logits
+        for cls in (AutoModelForCausalLM, HfGPT2ForCausalLM):
+            loaded = cls.from_pretrained(tmp_path).eval()
+            assert loaded.transformer.wte.weight.shape == (tiny_model.config.vocab_size, 32)
+            assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
+            assert torch.equal(loaded(x).logits, expected)
+        assert HfGPT2Model.from_pretrained(tmp_path).wte.weight.shape == (tiny_model.config.vocab_size, 32)
+    loaded.save_pretrained(tmp_path / "again")
+    assert load_file(tmp_path / "again" / "model.safetensors")["transformer.wte.weight"].shape == (96, 32)

@@ -6,6 +6,7 @@ the folder can define the model.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -119,3 +120,41 @@ def test_without_trust_remote_code_and_without_the_package_it_refuses(release, t
     done = _run(script, release, tmp_path)
     assert done.returncode != 0
     assert "trust_remote_code" in done.stderr
+
+
+REMOTE_HEADS = textwrap.dedent(
+    """
+    import json, os
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+    folder, expected_path = sys.argv[1], sys.argv[3]
+    expected = torch.load(expected_path)
+    x = expected["input"]
+    base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(base).__name__ == "HfGPT2Model", type(base)
+    with torch.no_grad():
+        hidden = base(x, output_hidden_states=True)
+    assert len(hidden.hidden_states) == 3
+    lm = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()  # eval: no dropout
+    loss = lm(x, labels=x, skip_logits=True).loss  # the chunked loss from the release's copy of fused_loss.py
+    assert abs(loss.item() - lm(x, labels=x).loss.item()) < 1e-4
+    loss.backward()
+    assert type(lm).__module__.startswith("transformers_modules")
+    classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
+    with torch.no_grad():
+        assert classifier(x[:1]).logits.shape == (1, 3)
+    print("ok")
+    """
+)
+
+
+@pytest.mark.slow
+def test_every_auto_class_loads_through_trust_remote_code_without_the_package(release, tmp_path):
+    folder = release[0]
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_hf_gpt2.HfGPT2Model"
+    assert auto_map["AutoModelForSequenceClassification"] == "modeling_hf_gpt2.HfGPT2ForSequenceClassification"
+    assert {"configuration_hf_gpt2.py", "modeling_hf_gpt2.py", "fused_loss.py"} <= {p.name for p in folder.iterdir()}
+    done = _run(BLOCK_PACKAGE + REMOTE_HEADS, release, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")

@@ -86,11 +86,14 @@ def test_frozen_parameters_are_left_out(tiny_model):
     assert all(p is not tiny_model.transformer.wpe.weight for p in decay["params"])
 
 
-def test_adamw_settings_and_fused_only_on_cuda(tiny_model):
+def test_adamw_settings_and_fused_on_cpu_unless_turned_off(tiny_model):
     o = SimpleNamespace(lr=3e-4, beta1=0.8, beta2=0.9, eps=1e-6, weight_decay=0.05, fused=None)
     opt = build_optimizer(tiny_model, o, torch.device("cpu"))
     assert opt.defaults["betas"] == (0.8, 0.9) and opt.defaults["eps"] == 1e-6 and opt.defaults["lr"] == 3e-4
-    assert not opt.defaults["fused"]
+    assert opt.defaults["fused"]
+    assert not build_optimizer(
+        tiny_model, SimpleNamespace(**{**vars(o), "fused": False}), torch.device("cpu")
+    ).defaults["fused"]
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
 
 

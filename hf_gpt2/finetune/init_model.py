@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, PreTrainedConfig
 
 from hf_gpt2.configuration_hf_gpt2 import HfGPT2Config
-from hf_gpt2.convert import config_from_gpt2, load_causal_lm
+from hf_gpt2.convert import config_from_gpt2, load_causal_lm, strip_vocab_padding
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.finetune.lora import apply_lora, merge_for_release
 from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM
@@ -64,6 +64,7 @@ def load_training_checkpoint(folder: str | os.PathLike) -> HfGPT2ForCausalLM:
     else:
         prefix = _PEFT_PREFIX if any(k.startswith(_PEFT_PREFIX) for k in state) else ""
         state = {k.removeprefix(prefix): v for k, v in state.items()}
+    state = strip_vocab_padding(state, model.config.vocab_size, model.config.vocab_pad_multiple)  # older runs
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to wte; not stored
     if missing or unexpected:

@@ -109,14 +109,17 @@ class ModelConfig:
     eos_token_id: int | None = None
     """End-of-sequence id written to the config; null takes the tokenizer's EOS, the id prepare writes after every
     document (GPT-2: 50256)."""
+    pad_token_id: int | None = None
+    """Padding id written to the config (GPT-2 has none); the sequence-classification head scores each row's last
+    token that is not this id."""
     tie_word_embeddings: bool = True
     """Share the input embedding with the LM head."""
     vocab_pad_multiple: int = 128
-    """Embedding/LM-head rows are padded to a multiple of this (50257 → 50304) for fast matmuls; logits keep
-    ``vocab_size`` columns and the stock-GPT-2 export strips the padding. 1 turns padding off."""
+    """The fused loss's chunk of logits is ``vocab_size`` rounded up to a multiple of this wide (50257 → 50304) for
+    aligned matmuls; the embedding, LM head and logits keep ``vocab_size`` rows. 1 turns the alignment off."""
     loss_chunk_size: int | None = None
-    """Rows per chunk of the fused LM-head + cross-entropy in training (no full B·T·V logits); None picks per
-    device (256 on CPU, 4096 on GPU), 0 computes the loss from full logits."""
+    """Rows per chunk of the fused LM-head + cross-entropy the training loop asks for (``skip_logits=True``: no full
+    B·T·V logits); None picks per device (256 on CPU, 4096 on GPU), 0 computes the loss from full logits."""
     attn_implementation: str = "sdpa"
     """Attention kernel: ``sdpa``, ``eager``, ``flash_attention_2``/``3``, ``flex_attention``."""
     dtype: str = "float32"

@@ -90,7 +90,7 @@ def check_shapes(config: PreTrainedConfig, recipe: Recipe, vocab_size: int) -> N
     if config.vocab_size < vocab_size:
         problems.append(
             f"model.vocab_size={config.vocab_size} is smaller than the tokenizer's vocabulary ({vocab_size}); "
-            f"use at least {vocab_size} (the model pads its embedding to model.vocab_pad_multiple itself)"
+            f"use at least {vocab_size}"
         )
     if recipe.data.block_size > config.n_positions:
         problems.append(
@@ -102,8 +102,8 @@ def check_shapes(config: PreTrainedConfig, recipe: Recipe, vocab_size: int) -> N
 
 
 def check_sharding_support(accelerator: Accelerator) -> None:
-    """Refuse DeepSpeed ZeRO-3 before any work starts: the LM head reads the tied embedding matrix outside the
-    embedding's forward (the fused chunked loss, the vocabulary-padding slice), where ZeRO-3 holds only a shard of it.
+    """Refuse DeepSpeed ZeRO-3 before any work starts: the tied embedding / LM head (one parameter used by two
+    modules, one of them through the chunked loss) has not been verified under ZeRO-3's partitioning.
 
     Raises:
         RecipeError: naming the accelerate configs that shard the same way and work.
@@ -111,8 +111,8 @@ def check_sharding_support(accelerator: Accelerator) -> None:
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None and getattr(plugin, "zero_stage", None) == 3:
         raise RecipeError(
-            "DeepSpeed ZeRO-3 is not supported (the tied LM head reads the whole embedding matrix outside its "
-            "module); use accelerate_configs/fsdp.yaml (FSDP2 shards parameters, gradients and optimizer state "
+            "DeepSpeed ZeRO-3 is not supported (the tied embedding / LM head is not verified under its "
+            "partitioning); use accelerate_configs/fsdp.yaml (FSDP2 shards parameters, gradients and optimizer state "
             "like ZeRO-3) or accelerate_configs/deepspeed_zero2.yaml"
         )
 
@@ -158,8 +158,8 @@ def compute_loss(
 ) -> torch.Tensor:
     """Mean cross-entropy of the model over the batch's ``targets`` (positions with -100 are ignored).
 
-    The targets go in as ``shift_labels`` (already aligned with the logits), so every position of a window trains and
-    the model can use its fused, chunked LM-head + loss in training, never building the (B, T, V) logits.
+    The targets go in as ``shift_labels`` (already aligned with the logits), so every position of a window trains, and
+    ``skip_logits=True`` asks the model for its fused, chunked LM-head + loss: the (B, T, V) logits are never built.
     ``num_items_in_batch`` replaces the batch's own count of trained tokens as the divisor (token-weighted
     gradient accumulation).
     """
@@ -168,4 +168,4 @@ def compute_loss(
     if num_items_in_batch is not None:
         inputs["num_items_in_batch"] = num_items_in_batch
     # `labels` only switches the loss on: with `shift_labels` given, transformers' loss does not shift again.
-    return model(**inputs, labels=targets, shift_labels=targets, use_cache=False).loss
+    return model(**inputs, labels=targets, shift_labels=targets, use_cache=False, skip_logits=True).loss
