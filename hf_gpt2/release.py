@@ -122,12 +122,18 @@ def save_tokenizer_files(tokenizer: Any, directory: Path, *, model_max_length: i
       the padding out of the logits that count;
     - ``model_max_length`` becomes the model's context, so truncation stops where the model does;
     - where the tokenizer was loaded from (``is_local``, ``local_files_only``, which transformers records when it
-      loads one) is left out.
+      loads one) is left out, and so are the truncation and padding that an earlier call such as
+      ``tokenizer(texts, truncation=True, max_length=...)`` leaves set on the fast backend (saved, they would truncate
+      every later encoding of the release's tokenizer).
 
     Returns:
         The names of the files written.
     """
     saved = copy.deepcopy(tokenizer)
+    backend = getattr(saved, "backend_tokenizer", None)
+    if backend is not None:  # a call with truncation/padding leaves them set on the backend: not the tokenizer's own
+        backend.no_truncation()
+        backend.no_padding()
     for where_it_was_loaded_from in _LOAD_TIME_TOKENIZER_KEYS:
         saved.init_kwargs.pop(where_it_was_loaded_from, None)
     if saved.pad_token is None and saved.eos_token is not None:

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
 from hf_gpt2.recipe import load_recipe
 from hf_gpt2.release import save_release, save_stock_gpt2_export
-from hf_gpt2.tokenization import gpt2_bpe_files
+from hf_gpt2.tokenization import gpt2_bpe_files, load_gpt2_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = {"n_positions": 128, "n_embd": 32, "n_layer": 2, "n_head": 4}
@@ -171,6 +171,19 @@ def test_every_release_file_gets_the_mode_the_umask_gives(umask, gpt2_tokenizer,
     assert {p.relative_to(tmp_path).as_posix(): _mode(p) for p in files} == {
         p.relative_to(tmp_path).as_posix(): 0o666 & ~umask for p in files
     }
+
+
+def test_a_tokenizer_call_with_truncation_does_not_reach_the_release(tmp_path):
+    tokenizer = load_gpt2_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer(["a few words", "more"], truncation=True, max_length=2, padding=True)  # sets the backend's state
+    model = HfGPT2ForCausalLM(HfGPT2Config(vocab_size=50257, **SHAPE))
+    save_release(model, tokenizer, tmp_path / "final")
+    saved = json.loads((tmp_path / "final" / "tokenizer.json").read_text())
+    assert saved["truncation"] is None and saved["padding"] is None
+    assert tokenizer.backend_tokenizer.truncation is not None  # the caller's tokenizer is left as it was
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "final")
+    assert len(reloaded("one two three four five").input_ids) == 5
 
 
 # ----------------------------------------------------------------------------------------------- the CLI

@@ -37,7 +37,7 @@ DEV_MAX_DOCUMENTS = 1000
 MODEL_CONFIG_FIELDS = (
     "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function", "resid_pdrop",
     "embd_pdrop", "attn_pdrop", "layer_norm_epsilon", "initializer_range", "scale_attn_weights", "use_cache",
-    "bos_token_id", "eos_token_id", "tie_word_embeddings", "vocab_pad_multiple", "loss_chunk_size",
+    "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings", "vocab_pad_multiple", "loss_chunk_size",
 )  # fmt: skip
 """The ``model.*`` keys that are ``HfGPT2Config`` fields (all but init, attn_implementation and dtype)."""
 
