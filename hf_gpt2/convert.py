@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import torch
 import transformers
 from transformers import AutoConfig, GPT2Config, GPT2PreTrainedModel
 
-from hf_gpt2 import modeling_hf_gpt2
+from hf_gpt2 import modeling_hf_gpt2, online
 from hf_gpt2.configuration_hf_gpt2 import HfGPT2Config
 from hf_gpt2.errors import CheckpointError, ConversionError
+from hf_gpt2.locations import missing_source_problem
 from hf_gpt2.modeling_hf_gpt2 import HfGPT2ForCausalLM, HfGPT2PreTrainedModel
 
 logger = logging.getLogger(__name__)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 # Stock GPT-2 weights held as Conv1D (in_features, out_features); hf_gpt2 holds them as nn.Linear (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -218,18 +217,22 @@ def load_causal_lm(name_or_path: str | os.PathLike) -> HfGPT2ForCausalLM:
 
 
 def _require_source(name_or_path: str | os.PathLike) -> None:
-    """An existing path must be a folder; a missing one must at least look like a Hub id ('name' or 'user/name')."""
+    """An existing path must be a folder; a missing one must be a Hub id (then the Hub must answer)."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
             raise CheckpointError(f"model source {text!r} is a file; give the folder that holds config.json")
         return
-    if not _HUB_ID.fullmatch(text):
-        raise CheckpointError(
-            f"model source {text!r} does not exist; give a model folder or a Hub id like 'user/name'"
-        )
+    problem = missing_source_problem(text, "model source")
+    if problem:
+        raise CheckpointError(problem)
+    online.require_hub_reachable(f"download {text}")
 
 
 def _first_line(err: BaseException) -> str:
+    """The error's first line, or the one line of a network failure underneath it (what to set included)."""
+    network = online.network_problem(err, "download the model")
+    if network is not None:
+        return network
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

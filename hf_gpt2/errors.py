@@ -25,3 +25,8 @@ class ConversionError(HfGPT2Error):
 
 class RunFolderError(HfGPT2Error):
     """A run folder would be overwritten, or cannot be resumed."""
+
+
+class HubError(HfGPT2Error):
+    """Talking to the Hugging Face Hub failed: it cannot be reached, no token, no permission, a missing repo, or a
+    failed upload."""

@@ -40,10 +40,12 @@ from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
 
+from hf_gpt2 import online
 from hf_gpt2.data.sources import DocumentSource, iter_documents, resolve_source
 from hf_gpt2.data.split import val_mask
 from hf_gpt2.errors import DataError, HfGPT2Error
 from hf_gpt2.folders import staged_folder
+from hf_gpt2.locations import missing_source_problem
 from hf_gpt2.model_fields import GPT2_EOS_ID, GPT2_VOCAB_SIZE
 from hf_gpt2.recipe import Recipe, effective_max_documents
 
@@ -165,12 +167,17 @@ def load_hf_tokenizer(name: str) -> PreTrainedTokenizerBase:
     Raises:
         DataError: naming the value and the first line of the reason, with the offline alternative.
     """
+    problem = missing_source_problem(name, "tokenizer.name", "tokenizer folder")
+    if problem:
+        raise DataError(f"{problem}; or use 'gpt2' (OpenAI's GPT-2 BPE, offline)")
+    online.require_hub_reachable_for(name, f"download the tokenizer {name}")
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
+        reason = online.network_problem(err, f"download the tokenizer {name}") or str(err).strip().splitlines()[0]
         raise DataError(
-            f"cannot load tokenizer.name={name!r} ({str(err).strip().splitlines()[0]}); use 'gpt2' (offline) or a "
-            "folder / Hub id with tokenizer files"
+            f"cannot load tokenizer.name={name!r} ({reason}); use 'gpt2' (offline) or a folder / Hub id with "
+            "tokenizer files"
         ) from err
 
 
@@ -189,9 +196,13 @@ def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
 
 def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a model; OpenAI's GPT-2 BPE (offline) when the source has none, said in the log."""
+    online.require_hub_reachable_for(str(name_or_path), f"download the tokenizer of {name_or_path}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     except (OSError, ValueError, TypeError) as err:
+        network = online.network_problem(err, f"download the tokenizer of {name_or_path}")
+        if network is not None and not online.hub_offline():  # the Hub did not answer: nothing to fall back on
+            raise DataError(network) from err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         logger.warning("%s has no loadable tokenizer (%s); using OpenAI's GPT-2 BPE", name_or_path, first)
         return load_gpt2_tokenizer()

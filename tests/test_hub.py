@@ -28,7 +28,7 @@ import yaml
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-from hf_gpt2 import cli
+from hf_gpt2 import cli, online
 from hf_gpt2.errors import CheckpointError, RecipeError
 from hf_gpt2.hub import (
     CheckpointPusher,
@@ -106,6 +106,10 @@ class FakeApi:
 
         return checked
 
+    def whoami(self, token=None, **kw):
+        self.hub.calls.append(("whoami", None, {}))
+        return dict(WHOAMI)
+
     def create_repo(self, repo_id, *, private=None, exist_ok=False, **kw):
         self.hub.calls.append(("create_repo", repo_id, {"private": private, "exist_ok": exist_ok, **kw}))
         if repo_id.startswith("forbidden/"):
@@ -156,6 +160,15 @@ class FakeApi:
         return str(root)
 
 
+WHOAMI = {
+    "type": "user",
+    "name": "user",
+    "orgs": [{"name": "team", "roleInOrg": "write"}, {"name": "readers", "roleInOrg": "read"}],
+    "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+}
+"""What the Hub's whoami answers for the test token: user "user", a member of two organizations."""
+
+
 class LocalHubServer:
     """The Hub's write endpoints on 127.0.0.1, enough for huggingface_hub's own create_repo, create_branch and
     create_commit code to run unchanged down to HTTP. Every file is answered as a "regular" (inline base64) upload,
@@ -164,7 +177,8 @@ class LocalHubServer:
 
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, dict[str, bytes]]] = {}
-        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, authorization header)
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, authorization header) of each write
+        self.reads: list[tuple[str, str]] = []  # (method, path) of the reachability check and whoami
         self.fail_commits = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -176,6 +190,22 @@ class LocalHubServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
                 pass
+
+            def do_HEAD(self) -> None:  # hf_gpt2.online's reachability check
+                hub.reads.append(("HEAD", self.path))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                hub.reads.append(("GET", self.path))
+                if self.path == "/api/whoami-v2":
+                    if self.headers.get("Authorization") != f"Bearer {SECRET}":
+                        self._reply(401, {"error": "Invalid credentials in Authorization header"})
+                    else:
+                        self._reply(200, WHOAMI)
+                    return
+                self._reply(404, {"error": f"not served by the test Hub: {self.path}"})
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -257,8 +287,13 @@ def local_hub(monkeypatch):
 
 @pytest.fixture
 def hub(monkeypatch) -> FakeHub:
+    """The in-memory Hub, reached without a network: online, and the reachability check answered."""
+    import huggingface_hub.constants
+
     fake = FakeHub()
     monkeypatch.setattr(hub_common, "make_api", fake.api)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(online, "require_hub_reachable", lambda purpose, alternative=None: None)
     monkeypatch.setenv("HF_TOKEN", SECRET)
     return fake
 
@@ -480,11 +515,11 @@ def test_push_release_is_one_commit_of_the_staged_files(hub, run_dir, caplog):
     caplog.set_level(logging.DEBUG)
     url = push_release(release, RECIPE["hub"] | {"private": True}, commit_message="release v1", run_dir=run_dir)
     assert url.startswith("https://hub.invalid/user/tiny-gpt2/commit/")
-    assert [call[0] for call in hub.calls] == ["create_repo", "create_commit"]
-    assert hub.calls[0][2] == {"private": True, "exist_ok": True}
-    assert hub.calls[1][2] == {"revision": None, "message": "release v1", "paths": list(files)}
+    assert [call[0] for call in hub.calls] == ["whoami", "create_repo", "create_commit"]  # access checked first
+    assert hub.calls[1][2] == {"private": True, "exist_ok": True}
+    assert hub.calls[2][2] == {"revision": None, "message": "release v1", "paths": list(files)}
     assert set(hub.repos["user/tiny-gpt2"]["main"]) == set(files) | {".gitattributes"}
-    assert hub.tokens == [SECRET]  # the token reaches the client, and nowhere else:
+    assert set(hub.tokens) == {SECRET}  # the token reaches the client, and nowhere else:
     assert SECRET not in caplog.text
     assert all(SECRET.encode() not in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
 
@@ -642,7 +677,12 @@ def test_push_command_writes_the_card_and_pushes_a_run_folder(hub, run_dir, caps
     assert hub.private["user/other"] is True
     assert "README.md" in hub.repos["user/other"]["main"]
     assert any(name.startswith("runs/events.out.tfevents.") for name in hub.repos["user/other"]["main"])
-    assert cli.main(["push", "--model", str(run_dir / "nothing"), "--repo-id", "user/other"]) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:  # refused while parsing
+        cli.main(["push", "--model", str(run_dir / "nothing"), "--repo-id", "user/other"])
+    assert exit.value.code == 2 and "nothing' does not exist" in capsys.readouterr().err
+    (run_dir / "empty").mkdir()
+    assert cli.main(["push", "--model", str(run_dir / "empty"), "--repo-id", "user/other"]) == 2
     assert "neither a model folder" in capsys.readouterr().err
 
 
@@ -695,10 +735,16 @@ def test_checkpoints_over_http_go_to_their_branch(local_hub, tmp_path):
     ]
 
 
-def test_forbidden_namespace_over_http(local_hub, run_dir, tmp_path, caplog):
-    with pytest.raises(HubError, match="no write access"):
+def test_forbidden_namespace_over_http(local_hub, run_dir, tmp_path, caplog, monkeypatch):
+    before = _digests(run_dir)
+    with pytest.raises(HubError, match="no write access to the namespace 'forbidden'"):
         push_release(run_dir / "final", {"repo_id": "forbidden/model"})
+    with pytest.raises(HubError, match="no write access to the namespace 'forbidden'"):  # before training starts
+        CheckpointPusher({"repo_id": "forbidden/model"}, retries=0)
+    assert local_hub.requests == [] and _digests(run_dir) == before  # nothing asked of the Hub, nothing written
+    # a namespace the token may write to, but the Hub refuses (say, a revoked membership): logged, training goes on
     with caplog.at_level(logging.WARNING, logger="hf_gpt2.hub"):
+        monkeypatch.setitem(WHOAMI, "orgs", [{"name": "forbidden", "roleInOrg": "write"}])
         pusher = CheckpointPusher({"repo_id": "forbidden/model"}, retries=0)
         pusher.submit(_checkpoint(tmp_path, 10), 10)
         failures = pusher.close()

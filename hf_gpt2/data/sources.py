@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pyarrow.parquet as pq
 from datasets import load_dataset
 
+from hf_gpt2 import online
 from hf_gpt2.errors import DataError
 from hf_gpt2.recipe import DataConfig
 
@@ -354,9 +356,15 @@ def _hub_documents(source: DocumentSource) -> Iterator[str]:
 def load_hub_dataset(source: DocumentSource) -> Any:
     """Return the ``datasets`` split a hub source names (an ``IterableDataset`` when streaming).
 
+    The Hub is asked first whether it answers (:func:`hf_gpt2.online.require_hub_reachable`), so no network is one
+    line at once rather than half a minute of retries; with ``HF_HUB_OFFLINE=1`` only the datasets cache is read.
+
     Raises:
-        DataError: when the dataset cannot be reached or read, naming the id, revision and likely fix.
+        DataError: when the dataset cannot be read, naming the id, revision and likely fix.
+        HubError: the Hub does not answer, with what to set.
     """
+    if not _offline():
+        online.require_hub_reachable(f"load data.source={source.spec!r}")
     try:
         if source.hub_data_files:
             builder = _builder_for(source.hub_data_files[0])
@@ -370,7 +378,10 @@ def load_hub_dataset(source: DocumentSource) -> Any:
             revision=source.hub_revision,
             streaming=source.streaming,
         )
-    except (ConnectionError, OSError, ValueError, RuntimeError) as err:
+    except (ConnectionError, OSError, ValueError, RuntimeError, httpx2.HTTPError) as err:
+        network = None if _offline() else online.network_problem(err, f"load data.source={source.spec!r}")
+        if network is not None:
+            raise DataError(network) from err
         first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
         offline = " (HF_HUB_OFFLINE=1 is set: unset it, or use a local source)" if _offline() else ""
         if source.hub_data_files:

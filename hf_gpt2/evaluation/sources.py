@@ -17,6 +17,7 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
+from hf_gpt2 import online
 from hf_gpt2.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -46,12 +47,17 @@ class HubSource:
     def load(self, task: str) -> list[dict[str, Any]]:
         """Download (or reuse the cache of) the split and return its rows."""
         logger.info("loading %s from the Hub", self.describe())
+        local = f"pass a local copy with --data {task}=PATH"
+        online.require_hub_reachable(f"load {task}'s data ({self.describe()})", local)
         try:
             if self.data_files:
                 dataset = datasets.load_dataset("parquet", data_files={self.split: self.data_files}, split=self.split)
             else:
                 dataset = datasets.load_dataset(self.repo, self.config, split=self.split)
         except (ConnectionError, OSError, FileNotFoundError) as err:
+            network = online.network_problem(err, f"load {task}'s data ({self.describe()})")
+            if network is not None and not online.hub_offline():
+                raise DataError(f"{task}: {network}; or pass a local copy with --data {task}=PATH") from err
             raise DataError(
                 f"{task}: could not load {self.describe()} from the Hub ({type(err).__name__}: {err}); without "
                 f"network, pass a local copy with --data {task}=PATH"

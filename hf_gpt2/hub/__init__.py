@@ -7,7 +7,8 @@
 - :class:`CheckpointPusher`: checkpoints in a background thread to a branch (``hub.push_checkpoints``).
 - :func:`download_checkpoint`: ``train.resume_from="hub:USER/NAME[@REV]"``.
 
-The token comes from ``hf auth login`` or HF_TOKEN and is never logged or written.
+The token comes from ``hf auth login`` or HF_TOKEN and is never logged or written. :func:`check_hub_access` checks a
+token and write access before anything is written; :func:`hub_error` words a failed Hub call as one line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hf_gpt2.hub.card import (
     write_model_card,
 )
 from hf_gpt2.hub.card_text import render_card
-from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, HubError, require_token
+from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, HubError, check_hub_access, hub_error, require_token
 from hf_gpt2.hub.curves import Curves, plot_losses, read_curves
 from hf_gpt2.hub.download import download_checkpoint, parse_hub_spec
 from hf_gpt2.hub.summary import RunSummary, gather_summary
@@ -36,7 +37,9 @@ __all__ = [
     "PushFailure",
     "RunSummary",
     "download_checkpoint",
+    "check_hub_access",
     "gather_summary",
+    "hub_error",
     "is_generated_card",
     "parse_hub_spec",
     "plot_losses",

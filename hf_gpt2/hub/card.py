@@ -45,8 +45,9 @@ def write_model_card(
     eval_results: EvalReport | Mapping[str, Any] | None = None,
     repo_id: str | None = None,
     license: str | None = None,
+    output_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Write the release's README.md and what it shows: loss_curves.png, runs/ (events), recipe.yaml, eval.json.
+    """Write the release's README.md and what it shows: loss_curves.png, recipe.yaml, eval.json.
 
     Call it on the main process once the release and ``eval.json`` are written. Without ``run_dir`` the card is
     built from the copies already in the release.
@@ -61,6 +62,8 @@ def write_model_card(
             ``{"val_loss": x, task: {metric: value, "n": count}}``) instead of ``eval.json``.
         repo_id: the Hub id used in the usage snippets (default: the recipe's ``hub.repo_id``).
         license: the card's license (default: the recipe's ``hub.license``, else ``mit``).
+        output_dir: where to write those files instead of the release (a push stages them there, so the release
+            changes only once the upload succeeded); the release is only read.
 
     Returns:
         The README.md path.
@@ -69,14 +72,16 @@ def write_model_card(
     if not release.is_dir():
         raise CheckpointError(f"release folder {release} does not exist")
     run = Path(run_dir) if run_dir is not None else None
+    out = Path(output_dir) if output_dir is not None else release
+    out.mkdir(parents=True, exist_ok=True)
     if run is not None:
-        _copy_run_files(run, release)
+        _copy_run_files(run, release, out)
     report = None if eval_results is None else _as_report(eval_results)
     summary = gather_summary(release, run, report=report)
     if report is not None:
-        report.write(release / EVAL)
+        report.write(out / EVAL)
     try:
-        plot = plot_losses(summary.curves, release / LOSS_PNG, title=repo_id or summary.section("run").get("name"))
+        plot = plot_losses(summary.curves, out / LOSS_PNG, title=repo_id or summary.section("run").get("name"))
     except Exception as err:  # a broken font cache or backend must not cost the run its card
         logger.warning("could not draw %s (%s); the card goes without it", LOSS_PNG, err)
         plot = None
@@ -89,17 +94,17 @@ def write_model_card(
         has_plot=plot is not None,
         has_events=bool(run_events(release, run)),
     )
-    path = release / CARD
+    path = out / CARD
     write_text_atomically(path, card)
     logger.info("model card written to %s", path)
     return path
 
 
-def _copy_run_files(run: Path, release: Path) -> None:
+def _copy_run_files(run: Path, release: Path, out: Path) -> None:
     if (run / RECIPE).is_file() and not (release / RECIPE).is_file():  # the release's own copy wins
-        shutil.copy2(run / RECIPE, release / RECIPE)
+        shutil.copy2(run / RECIPE, out / RECIPE)
     if (run / EVAL).is_file():  # eval.json is written after the release, so the run's copy is the newest
-        shutil.copy2(run / EVAL, release / EVAL)
+        shutil.copy2(run / EVAL, out / EVAL)
 
 
 def is_generated_card(path: str | os.PathLike) -> bool:

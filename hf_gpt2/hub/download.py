@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import httpx2
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -15,9 +16,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from hf_gpt2 import online
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.hub import common
-from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, REPO_ID_PATTERN, describe_hub_error
+from hf_gpt2.hub.common import DEFAULT_CHECKPOINT_REVISION, describe_hub_error
+from hf_gpt2.locations import REPO_ID
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ def parse_hub_spec(spec: str) -> tuple[str, str]:
     """
     body = spec[len("hub:") :] if spec.startswith("hub:") else None
     repo_id, _, revision = (body or "").partition("@")
-    if body is None or not REPO_ID_PATTERN.match(repo_id) or (not revision and "@" in body):
+    if body is None or not REPO_ID.fullmatch(repo_id) or (not revision and "@" in body):
         raise CheckpointError(
             f"train.resume_from={spec!r} is not a Hub checkpoint; use hub:USER/NAME or hub:USER/NAME@BRANCH"
         )
@@ -58,10 +61,12 @@ def download_checkpoint(spec: str, *, cache_dir: str | os.PathLike | None = None
 
     Raises:
         CheckpointError: the repo or revision does not exist (or is not visible to your token), it holds no
-            checkpoint, or the download failed.
+            checkpoint, or the download failed (a network failure says what to set).
+        HubError: the Hub cannot be reached (with ``HF_HUB_OFFLINE=1`` the cache is read instead).
     """
     repo_id, revision = parse_hub_spec(spec)
     api = common.make_api(token)
+    online.require_hub_reachable(f"download {spec}")
     try:
         step = latest_pushed_step(api.list_repo_files(repo_id, revision=revision))
         if step is None:
@@ -80,8 +85,9 @@ def download_checkpoint(spec: str, *, cache_dir: str | os.PathLike | None = None
         ) from err
     except RevisionNotFoundError as err:
         raise CheckpointError(f"{repo_id} has no revision {revision!r}: {describe_hub_error(err)}") from err
-    except (HfHubHTTPError, OSError) as err:
-        raise CheckpointError(f"downloading {spec} failed: {describe_hub_error(err)}") from err
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
+        network = online.network_problem(err, f"download {spec}")
+        raise CheckpointError(network or f"downloading {spec} failed: {describe_hub_error(err)}") from err
     folder = Path(snapshot) / "checkpoints" / f"step-{step}"
     if not folder.is_dir():
         raise CheckpointError(f"downloading {spec} gave no {folder}")

@@ -22,25 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, CommitOperationAdd
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+import httpx2
+from huggingface_hub import CommitInfo, CommitOperationAdd, ModelCard
+from huggingface_hub.errors import HfHubHTTPError
 
+from hf_gpt2 import online
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.hub import common
-from hf_gpt2.hub.card import stage_release
+from hf_gpt2.hub.card import CARD, upload_manifest, write_model_card
 from hf_gpt2.hub.common import (
     DEFAULT_CHECKPOINT_REVISION,
-    HubError,
     HubSettings,
+    check_hub_access,
     describe_hub_error,
+    hub_error,
     hub_setting,
     require_repo_id,
-    require_token,
 )
 from hf_gpt2.hub.summary import EVENTS_DIR
 
@@ -80,20 +77,6 @@ def _prepare_repo(api: Any, repo_id: str, *, private: bool, revision: str | None
         api.create_branch(repo_id, branch=revision, exist_ok=True)
 
 
-def _hub_error(action: str, repo_id: str, err: BaseException, retry: str = "") -> HubError:
-    if isinstance(err, RepositoryNotFoundError):
-        hint = "the repo does not exist, or your token cannot see it"
-    elif isinstance(err, RevisionNotFoundError):
-        hint = "that branch does not exist"
-    elif isinstance(err, HfHubHTTPError) and err.response is not None and err.response.status_code in (401, 403):
-        hint = "your token is invalid or has no write access to that namespace (`hf auth login` with a write token)"
-    elif isinstance(err, OfflineModeIsEnabled):
-        hint = "HF_HUB_OFFLINE=1 is set; unset it to push"
-    else:
-        hint = "nothing was committed; run the same push again to retry"
-    return HubError(f"{action} {repo_id} failed: {hint} ({describe_hub_error(err)}){retry}")
-
-
 def push_release(
     release_dir: str | os.PathLike,
     hub_cfg: HubSettings,
@@ -102,8 +85,13 @@ def push_release(
     commit_message: str | None = None,
     revision: str | None = None,
     run_dir: str | os.PathLike | None = None,
+    rewrite_card: bool = False,
 ) -> str:
-    """Push a release folder to the Hub as one commit; writes its model card first when it has none.
+    """Push a release folder to the Hub as one commit, with a model card written for it when it has none.
+
+    The token and the repo are checked first (:func:`~hf_gpt2.hub.common.check_hub_access`), and a new card is
+    written to a scratch folder and uploaded from there: the release folder changes only once the commit is on the
+    Hub, when it gets the card that was pushed (README.md, loss_curves.png, eval.json, recipe.yaml).
 
     Args:
         release_dir: the release (``runs/<name>/final`` or any ``save_pretrained`` folder).
@@ -112,34 +100,61 @@ def push_release(
         token: a Hub token; default: ``hf auth login`` / HF_TOKEN. Never logged or written.
         commit_message: default ``"Upload <folder name> with hf_gpt2"``.
         revision: branch to push to (created from ``main`` when missing); default ``main``.
+        rewrite_card: write a new card even when the release has one (``hf-gpt2 push`` does for a generated card).
 
     Returns:
         The URL of the commit.
 
     Raises:
         RecipeError: ``hub.repo_id`` is missing or malformed.
-        HubError: no token, no permission, or the upload failed (the local release is untouched; push again).
+        HubError: no token, no permission, no network, or the upload failed (the release is untouched; push again).
     """
     release = Path(release_dir)
     repo_id = require_repo_id(hub_setting(hub_cfg, "repo_id"))
     if not (release / "config.json").is_file():
         raise CheckpointError(f"{release} is not a model folder (no config.json); pass a save_pretrained folder")
-    token = require_token(token)
-    license = hub_setting(hub_cfg, "license")
-    files = stage_release(release, run_dir, rewrite_card=False, repo_id=repo_id, license=license)  # card if missing
+    token = check_hub_access(repo_id, token)
     api = common.make_api(token)
     message = commit_message or f"Upload {release.name} with hf_gpt2"
-    try:
-        _prepare_repo(api, repo_id, private=bool(hub_setting(hub_cfg, "private", False)), revision=revision)
-        with tempfile.TemporaryDirectory(prefix="hf_gpt2-push-") as snapshot:
-            files = _snapshot_events(files, Path(snapshot))
+    retry = f"; the release is intact: hf-gpt2 push --model {release} --repo-id {repo_id}"
+    with tempfile.TemporaryDirectory(prefix="hf_gpt2-push-") as scratch:
+        card_files: dict[str, Path] = {}
+        if rewrite_card or not (release / CARD).is_file():
+            license = hub_setting(hub_cfg, "license")
+            card_files = _stage_card(release, run_dir, Path(scratch) / "card", repo_id, license)
+        else:
+            ModelCard.load(release / CARD)  # fails here on metadata the Hub would refuse
+        files = dict(sorted({**upload_manifest(release, run_dir), **card_files}.items()))
+        try:
+            _prepare_repo(api, repo_id, private=bool(hub_setting(hub_cfg, "private", False)), revision=revision)
+            files = _snapshot_events(files, Path(scratch) / "events")
             info = _commit_files(api, repo_id, files, path_in_repo="", revision=revision, message=message)
-    except (HfHubHTTPError, OSError, ValueError) as err:
-        retry = f"; the release is intact: hf-gpt2 push --model {release} --repo-id {repo_id}"
-        raise _hub_error("pushing the release to", repo_id, err, retry) from err
+        except (HfHubHTTPError, httpx2.HTTPError, OSError, ValueError) as err:
+            raise hub_error("pushing the release to", repo_id, err, retry) from err
+        for name, path in card_files.items():  # the commit is on the Hub: the release gets the card it shows
+            _replace_file(path, release / name)
     url = getattr(info, "commit_url", None) or f"{repo_id}@{revision or 'main'}"
     logger.info("pushed %d files of %s to %s (%s)", len(files), release, repo_id, url)
     return url
+
+
+def _stage_card(
+    release: Path, run_dir: str | os.PathLike | None, folder: Path, repo_id: str, license: str | None
+) -> dict[str, Path]:
+    """Write the release's card and the files it shows into ``folder``; return them by their name in the repo."""
+    write_model_card(release, run_dir, repo_id=repo_id, license=license, output_dir=folder)
+    ModelCard.load(folder / CARD)  # fails here on metadata the Hub would refuse
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _replace_file(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` through a hidden temporary file, so ``target`` is never half-written."""
+    tmp = target.with_name(f".{target.name}.push-{os.getpid()}")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -174,16 +189,16 @@ class CheckpointPusher:
     def __init__(
         self, hub_cfg: HubSettings, *, token: str | None = None, retries: int = 2, retry_wait_s: float = 10.0
     ):
-        """Check the repo id and the token now (fail before training starts), and start the worker thread.
+        """Check the repo id, the token and write access now (fail before training starts), and start the worker.
 
         Raises:
             RecipeError: ``hub.repo_id`` is missing or malformed.
-            HubError: no token.
+            HubError: no token, no write access, or no Hub to reach (:func:`~hf_gpt2.hub.common.check_hub_access`).
         """
         self.repo_id = require_repo_id(hub_setting(hub_cfg, "repo_id"))
         self.revision = hub_setting(hub_cfg, "checkpoint_revision", DEFAULT_CHECKPOINT_REVISION)
         self.private = bool(hub_setting(hub_cfg, "private", False))
-        self._api = common.make_api(require_token(token))
+        self._api = common.make_api(check_hub_access(self.repo_id, token))
         self._retries, self._retry_wait_s = retries, retry_wait_s
         self._repo_ready = False
         self._pending: _Job | None = None
@@ -279,7 +294,7 @@ class CheckpointPusher:
             try:
                 self._push(job)
             except Exception as err:  # the network, the Hub, the disk: never let it reach training
-                error = describe_hub_error(err)
+                error = online.network_problem(err, f"push checkpoint step {job.step}") or describe_hub_error(err)
                 logger.warning(
                     "hub: pushing checkpoint step %d failed (attempt %d of %d): %s",
                     job.step,
@@ -302,7 +317,7 @@ class CheckpointPusher:
             _prepare_repo(self._api, self.repo_id, private=self.private, revision=self.revision)
             self._repo_ready = True
         except Exception as err:
-            logger.warning("hub: %s; trying again at the next checkpoint", _hub_error("preparing", self.repo_id, err))
+            logger.warning("hub: %s; trying again at the next checkpoint", hub_error("preparing", self.repo_id, err))
 
     def _push(self, job: _Job) -> None:
         if not self._repo_ready:
