@@ -4,8 +4,8 @@ Parsing (:mod:`hf_gpt2.commands.arguments`) and the recipe's checks (:mod:`hf_gp
 transformers, so ``hf-gpt2 --help``, ``hf-gpt2 COMMAND --help`` and a recipe error answer at once. Only then is the
 command's module, ``hf_gpt2.commands.<name>`` (which imports what the command needs), loaded by name and its
 ``run(args)`` called; for the commands that take a recipe, ``args.recipe`` is then the loaded :class:`Recipe`.
-The project's own errors (:class:`hf_gpt2.errors.HfGPT2Error`) print as one line and exit 2; anything unexpected
-keeps its traceback.
+The project's own errors (:class:`hf_gpt2.errors.HfGPT2Error`) and a bad option (checked while parsing, see
+:mod:`hf_gpt2.commands.arguments`) print as one line and exit 2; anything unexpected keeps its traceback.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="hf-gpt2", description="GPT-2, all in: train, evaluate, share.")
+    parser = arguments.CommandParser(prog="hf-gpt2", description="GPT-2, all in: train, evaluate, share.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
         command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))

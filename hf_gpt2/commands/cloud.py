@@ -12,7 +12,7 @@ import logging
 import sys
 
 from hf_gpt2.cloud import launcher
-from hf_gpt2.commands.arguments import cloud_launch_options
+from hf_gpt2.commands.arguments import CommandParser, cloud_launch_options
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    rest = argparse.ArgumentParser(prog="hf-gpt2 cloud launch RECIPE")
+    rest = CommandParser(prog="hf-gpt2 cloud launch RECIPE")
     cloud_launch_options(rest)
     rest.add_argument("overrides", nargs="*", help="section.key=value recipe overrides")
     args = rest.parse_intermixed_args(args.rest, namespace=args)

@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from transformers.utils import logging as transformers_logging
 
+from hf_gpt2.devices import resolve_device
 from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
 from hf_gpt2.folders import write_text_atomically
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         transformers_logging.disable_progress_bar()
     tasks = resolve_tasks(args.tasks, data)  # fail on a bad name before loading the model
     accelerator = _accelerator_if_launched(args.device)
-    device = accelerator.device if accelerator is not None else args.device
+    device = accelerator.device if accelerator is not None else resolve_device(args.device)
     model, tokenizer = load_model_and_tokenizer(args.model, device=device, dtype=args.dtype)
     options = EvalOptions(context=args.context, stride=args.stride, detokenize=not args.no_detokenize)
     started = time.perf_counter()

@@ -8,17 +8,15 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from hf_gpt2 import online
+from hf_gpt2.devices import resolve_device
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.locations import missing_source_problem
 from hf_gpt2.tokenization import GPT2_VOCAB_SIZE, load_gpt2_tokenizer
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_model_and_tokenizer(
@@ -31,17 +29,24 @@ def load_model_and_tokenizer(
 
     Args:
         name_or_path: a local folder or a Hub id (``"openai-community/gpt2"``, ``"user/model"``).
-        device: where to run (default: CUDA when available, else CPU).
+        device: where to run (default: CUDA when available, else CPU); one this machine lacks is an error.
         dtype: weight dtype (``"float32"``, ``"bfloat16"``, ...); default: the checkpoint's, as transformers loads it.
 
     Raises:
-        CheckpointError: the folder or Hub id does not hold a causal LM, or it has no tokenizer and a vocabulary too
-            small for GPT-2's BPE.
+        DeviceError: ``device`` is not available here.
+        HubError: a Hub id while the Hub cannot be reached.
+        CheckpointError: the folder does not exist, the folder or Hub id does not hold a causal LM, or it has no
+            tokenizer and a vocabulary too small for GPT-2's BPE.
     """
     source = str(name_or_path)
     local = Path(source).expanduser()
+    problem = missing_source_problem(source, "--model")
+    if problem:
+        raise CheckpointError(problem)
     if local.exists() and not (local / "config.json").is_file():
         raise CheckpointError(f"{source} has no config.json; expected a model folder (save_pretrained output)")
+    device = resolve_device(device)
+    online.require_hub_reachable_for(source, f"download {source}")
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise CheckpointError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
@@ -50,8 +55,9 @@ def load_model_and_tokenizer(
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load a causal LM from {source!r}: {err}") from err
-    model.to(device or default_device()).eval()
+        reason = online.network_problem(err, f"download {source}") or err
+        raise CheckpointError(f"cannot load a causal LM from {source!r}: {reason}") from err
+    model.to(device).eval()
     return model, _load_tokenizer(source, local, model)
 
 
