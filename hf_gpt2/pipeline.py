@@ -30,7 +30,13 @@ from hf_gpt2.evaluation import run_tasks
 from hf_gpt2.evaluation.registry import resolve_tasks
 from hf_gpt2.folders import write_text_atomically
 from hf_gpt2.recipe import HubConfig, Recipe
-from hf_gpt2.release import generate_samples, load_release, save_stock_gpt2_export, write_release
+from hf_gpt2.release import (
+    check_samples_fit,
+    generate_samples,
+    load_release,
+    save_stock_gpt2_export,
+    write_release,
+)
 from hf_gpt2.tokenization import load_tokenizer
 from hf_gpt2.training.distributed import check_same_tokenizer
 from hf_gpt2.training.launch import launch
@@ -45,8 +51,8 @@ logger = get_logger(__name__)
 def run_pipeline(recipe: Recipe) -> Path:
     """Prepare the data, train, write the release, evaluate it, write the card and push, as the recipe says.
 
-    Everything is checked (tasks, batch plan, run folder, checkpoint, data, model shapes) before the run folder is
-    created, so a refused run changes nothing that exists.
+    Everything is checked (tasks, batch plan, run folder, checkpoint, data, model shapes, that the samples fit in
+    the model's context) before the run folder is created, so a refused run changes nothing that exists.
 
     Returns:
         The run folder.
@@ -62,6 +68,7 @@ def run_pipeline(recipe: Recipe) -> Path:
     trainer.started_at = run.started_at
     if run.checkpoint is not None:  # before anything is written: a checkpoint that does not fit changes nothing
         restore(trainer, run.checkpoint)
+    check_samples_fit(recipe.sample, tokenizer, run.accelerator.unwrap_model(trainer.model).config)
     start_run_folder(run.accelerator, recipe, run.run_dir, trainer.step)
     uploads = checkpoint_uploads(recipe.hub, run.accelerator)
     trainer.on_checkpoint = uploads.submit if uploads is not None else None

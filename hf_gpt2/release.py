@@ -29,6 +29,7 @@ from hf_gpt2.convert import to_gpt2
 from hf_gpt2.errors import RunFolderError
 from hf_gpt2.finetune.lora import ADAPTER_DIR, merge_for_release, save_adapter
 from hf_gpt2.folders import staged_folder
+from hf_gpt2.generation import ContextOverflowError, check_fits_context, context_limit, generate_text, prompt_length
 from hf_gpt2.recipe import Recipe, SampleConfig, dump_recipe
 from hf_gpt2.training.trainer import Trainer
 
@@ -92,11 +93,8 @@ def save_stock_gpt2_export(model: Any, tokenizer: Any, directory: str | os.PathL
 
 def context_length(config: Any) -> int | None:
     """The longest sequence a model takes: ``n_positions`` (GPT-2) or ``max_position_embeddings``; None if neither."""
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    found = context_limit(config)
+    return found[0] if found else None
 
 
 def write_stock_generation_config(model: Any, directory: Path) -> None:
@@ -179,32 +177,49 @@ def generate_samples(model: Any, tokenizer: Any, sample: SampleConfig, *, seed: 
 
     Returns:
         ``[{"prompt": ..., "text": ...}, ...]``, ``num_samples`` per prompt.
+
+    Raises:
+        ContextOverflowError: a prompt plus ``sample.max_new_tokens`` does not fit in the model's context (the
+            pipeline checks this before training, :func:`check_samples_fit`).
     """
+    if not sample.max_new_tokens or not sample.num_samples:
+        return []
+    check_samples_fit(sample, tokenizer, model.config)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     torch.manual_seed(seed)
     results = []
+    settings = {
+        "max_new_tokens": sample.max_new_tokens,
+        "temperature": sample.temperature,
+        "top_k": sample.top_k,
+        "top_p": sample.top_p,
+        "num_return_sequences": sample.num_samples,
+    }
     for prompt in sample.prompts:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids if prompt else None
-        if ids is None or ids.shape[1] == 0:
-            ids = torch.tensor([[tokenizer.eos_token_id]])
-        ids = ids.to(device)
-        out = model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=sample.max_new_tokens,
-            do_sample=sample.temperature > 0,
-            temperature=sample.temperature if sample.temperature > 0 else None,
-            top_k=sample.top_k if sample.temperature > 0 else None,
-            top_p=sample.top_p if sample.temperature > 0 else None,
-            num_return_sequences=sample.num_samples,
-            pad_token_id=tokenizer.eos_token_id,
-        )
-        for row in out:
-            results.append({"prompt": prompt, "text": tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True)})
+        texts = generate_text(model, tokenizer, prompt, length_setting="sample.max_new_tokens", **settings)
+        results.extend({"prompt": prompt, "text": text} for text in texts)
     model.train(was_training)
     return results
+
+
+def check_samples_fit(sample: SampleConfig, tokenizer: Any, config: Any) -> None:
+    """Refuse ``sample.prompts`` that, with ``sample.max_new_tokens``, do not fit in the model's context.
+
+    The pipeline calls it before training, so the end-of-run samples cannot fail for their length.
+
+    Raises:
+        ContextOverflowError: naming the prompt, the numbers and what to lower.
+    """
+    if not sample.max_new_tokens or not sample.num_samples:
+        return
+    for i, prompt in enumerate(sample.prompts):
+        try:
+            check_fits_context(
+                config, prompt_length(tokenizer, prompt), sample.max_new_tokens, length_setting="sample.max_new_tokens"
+            )
+        except ContextOverflowError as err:
+            raise ContextOverflowError(f"sample.prompts[{i}]: {err}") from None
 
 
 def write_release(trainer: Trainer) -> Path:

@@ -27,6 +27,14 @@ def cross_section_problems(recipe: Recipe) -> list[str]:
             f"data.block_size={data.block_size} exceeds model.n_positions={model.n_positions}; "
             "lower data.block_size or raise model.n_positions"
         )
+    sample = recipe.sample
+    samples_asked = bool(sample.prompts) and sample.num_samples > 0
+    if model.init == "scratch" and samples_asked and sample.max_new_tokens >= model.n_positions:
+        problems.append(
+            f"sample.max_new_tokens={sample.max_new_tokens} leaves no room for a prompt in model.n_positions="
+            f"{model.n_positions} (even an empty prompt is one token); lower sample.max_new_tokens to at most "
+            f"{model.n_positions - 1}"
+        )
     if train.global_batch_tokens is not None and train.grad_accum_steps is None:
         if train.micro_batch_size >= 1 and data.block_size >= 1:
             try:
