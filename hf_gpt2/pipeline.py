@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_gpt2 import hub
+from hf_gpt2 import hub, online
 from hf_gpt2.data.loader import TokenWindowLoader
 from hf_gpt2.data.prepare import prepare_token_shards
 from hf_gpt2.data.sft import SFTLoader, prepare_sft_data
@@ -29,6 +29,7 @@ from hf_gpt2.eval_report import EVAL_JSON, EvalReport
 from hf_gpt2.evaluation import run_tasks
 from hf_gpt2.evaluation.registry import resolve_tasks
 from hf_gpt2.folders import write_text_atomically
+from hf_gpt2.locations import is_hub_id
 from hf_gpt2.recipe import HubConfig, Recipe
 from hf_gpt2.release import (
     check_samples_fit,
@@ -61,6 +62,7 @@ def run_pipeline(recipe: Recipe) -> Path:
         HfGPT2Error: a bad recipe, run folder, checkpoint or data set (one-line message), or a NaN/inf loss.
     """
     check_eval_tasks(recipe)
+    check_hub_reachable(recipe)
     run = launch(recipe, download=download_checkpoint)
     tokenizer, prepared, loader_cls = prepare(recipe, run.accelerator)
     trainer = build_trainer(recipe, run.accelerator, run.plan, run.run_dir, tokenizer=tokenizer, prepared=prepared,
@@ -94,6 +96,25 @@ def check_eval_tasks(recipe: Recipe) -> None:
     """Refuse unknown ``eval.tasks`` names and missing ``eval.data`` paths before training, not after it."""
     if recipe.eval.tasks:
         resolve_tasks(list(recipe.eval.tasks), dict(recipe.eval.data) or None)
+
+
+def check_hub_reachable(recipe: Recipe) -> None:
+    """Stop at once, before any data is prepared, when the recipe reads from the Hub and the Hub does not answer
+    (``model.init`` or ``tokenizer.name`` a Hub id, ``data.source=hub:``, ``train.resume_from=hub:``)."""
+    model, tokenizer, data, resume = (
+        recipe.model.init,
+        recipe.tokenizer.name,
+        recipe.data.source,
+        recipe.train.resume_from,
+    )
+    reads = [
+        *([f"model.init={model}"] if model != "scratch" and is_hub_id(model) else []),
+        *([f"tokenizer.name={tokenizer}"] if tokenizer != "gpt2" and is_hub_id(tokenizer) else []),
+        *([f"data.source={data}"] if data.startswith("hub:") else []),
+        *([f"train.resume_from={resume}"] if resume and resume.startswith("hub:") else []),
+    ]
+    if reads:
+        online.require_hub_reachable(f"read {', '.join(reads)}")
 
 
 def download_checkpoint(spec: str) -> Path:

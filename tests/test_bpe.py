@@ -38,6 +38,7 @@ def make_recipe(corpus: Path, cache: Path, *overrides: str):
         "tokenizer": {"train_new": True},
         "data": {"source": str(corpus), "cache_dir": str(cache), "block_size": 32, "val_fraction": 0.1, "num_proc": 1},
         "train": {"max_steps": 1, "micro_batch_size": 1},
+        "sample": {"max_new_tokens": 8},  # the prompt and the new tokens fit in the 32 positions
     }
     return recipe_from_dict(raw, list(overrides))
 

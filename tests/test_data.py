@@ -341,7 +341,7 @@ def test_prepare_command_also_prepares_sft_data(tmp_path, capsys):
         "train: {max_steps: 1, micro_batch_size: 1}\n"
         f"data: {{format: sft, sft_format: prompt_completion, source: '{tmp_path / 'sft.jsonl'}', "
         f"cache_dir: '{tmp_path / 'c'}', val_fraction: 0.2, block_size: 64}}\n"
-        "model: {n_positions: 64}\n"
+        "model: {n_positions: 64}\nsample: {max_new_tokens: 16}\n"
     )
     assert cli_main(["prepare", str(recipe)]) == 0
     out = capsys.readouterr().out

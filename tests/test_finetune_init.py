@@ -22,6 +22,7 @@ def fake_run(tmp_path, lora_r=0):
             "model": {"n_layer": 2, "n_head": 4, "n_embd": 32, "n_positions": 64, "vocab_size": 50257},
             "data": {"block_size": 32},
             "train": {"max_steps": 1, "micro_batch_size": 1, "lora": {"r": lora_r}},
+            "sample": {"max_new_tokens": 16},
         }
     )
     torch.manual_seed(0)
