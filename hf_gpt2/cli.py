@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # --help (0), or a bad option, already printed as one line (2)
+        return exit.code if isinstance(exit.code, int) else 2
     command = COMMANDS[args.command]
     try:
         if command.takes_recipe:

@@ -42,7 +42,7 @@ from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
 
 from hf_gpt2 import online
 from hf_gpt2.data.sources import DocumentSource, iter_documents, resolve_source
-from hf_gpt2.data.split import val_mask
+from hf_gpt2.data.split import split_lone_document, val_mask
 from hf_gpt2.errors import DataError, HfGPT2Error
 from hf_gpt2.folders import staged_folder
 from hf_gpt2.locations import missing_source_problem
@@ -314,7 +314,7 @@ def train_documents(
     source: DocumentSource, val_fraction: float, max_documents: int | None, limit: int | None
 ) -> Iterator[list[str]]:
     """Yield the source's training documents (those prepare does not put in val) in batches, at most ``limit``."""
-    documents = iter_documents(source, max_documents)
+    documents = split_lone_document(iter_documents(source, max_documents), val_fraction)
     start = taken = 0
     while limit is None or taken < limit:
         chunk = list(itertools.islice(documents, BATCH_DOCUMENTS))

@@ -121,7 +121,7 @@ def test_row_sources_one_document_per_row(tmp_path):
     assert list(iter_documents(parquet)) == [r["text"] for r in rows[9:]]
     with pytest.raises(DataError, match=r"no column data.text_field='text'.*'body'"):
         list(iter_documents(resolve_source(make_recipe(tmp_path / "c.parquet", tmp_path).data)))
-    with pytest.raises(DataError, match=r"a.jsonl, row 1 has no field data.text_field='content'"):
+    with pytest.raises(DataError, match=r"a.jsonl, line 1 has no field data.text_field='content'"):
         list(
             iter_documents(resolve_source(make_recipe(tmp_path / "a.jsonl", tmp_path, "data.text_field=content").data))
         )
@@ -151,13 +151,16 @@ def test_missing_and_empty_data_are_clear_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(DataError, match=r"holds no text"):
         prepare_token_shards(make_recipe(tmp_path / "empty.txt", tmp_path))
-    (tmp_path / "one.txt").write_text("only one document")
-    with pytest.raises(DataError, match=r"only 1 document"):
-        prepare_token_shards(make_recipe(tmp_path / "one.txt", tmp_path))
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DataError, match=r"a single document too short to split into train and val; add text"):
+        prepare_token_shards(make_recipe(tmp_path / "x.txt", tmp_path))
     (tmp_path / "x.csv").write_text("a,b")
     with pytest.raises(DataError, match=r"unsupported file types"):
         prepare_token_shards(make_recipe(tmp_path / "x.csv", tmp_path))
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # nothing half-written was left behind
+    (tmp_path / "one.txt").write_text("only one document")  # cut in two for val, but too small for a window
+    with pytest.raises(DataError, match=r"the train split .* has 5 tokens, fewer than 2 × data.block_size = 128"):
+        prepare_token_shards(make_recipe(tmp_path / "one.txt", tmp_path / "cache"))
 
 
 def test_prepare_command(text_dir, tmp_path, capsys):

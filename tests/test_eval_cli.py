@@ -136,9 +136,9 @@ def test_a_folder_without_tokenizer_and_a_small_vocabulary_is_an_error(tmp_path)
         (["--tasks", "ptb", "--data", "ptb=/nonexistent/ptb.test.txt"], "ptb: data path '/nonexistent/ptb.test.txt'"),
         (["--tasks", "enwik8"], "enwik8 needs data: pass --data enwik8=PATH"),
         (["--tasks", "val_loss"], "val_loss needs data"),
-        (["--tasks", "hellaswag", "--data", "hellaswag"], "--data expects TASK=PATH"),
-        (["--tasks", "hellaswag", "--dtype", "float33"], "unknown dtype 'float33'"),
-        (["--tasks", "hellaswag", "--limit", "0"], "limit must be >= 1"),
+        (["--tasks", "hellaswag", "--data", "hellaswag"], "argument --data: 'hellaswag' is not TASK=PATH"),
+        (["--tasks", "hellaswag", "--dtype", "float33"], "argument --dtype: invalid choice: 'float33'"),
+        (["--tasks", "hellaswag", "--limit", "0"], "argument --limit: 0 is not an integer >= 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv_tail, message, folders, capsys):

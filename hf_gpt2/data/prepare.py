@@ -8,12 +8,15 @@ Layout under ``data.cache_dir/<fingerprint>/``::
     train_000000.bin     raw little-endian uint16 token ids (uint32 when the vocabulary exceeds 65535)
     val_000000.bin
 
-Summed over the splits, ``num_tokens`` is exactly Σ(len(tokens(doc)) + 1) over the non-empty documents read.
-The split is by document and deterministic: documents 0, ⌈1/f⌉, ... (evenly spaced, f = ``data.val_fraction``) go
-to val, so val always has at least one document. Tokenization runs in ``data.num_proc`` processes over chunks of
-about 1 MB of text, with at most a few chunks in flight, so memory stays flat on corpora of any size. The GPT-2 BPE
-goes through tiktoken (6–9× faster than HF tokenizers, identical ids); any other tokenizer through transformers.
-The folder is written under a temporary name and renamed, so a crash never leaves a half-written cache behind.
+Summed over the splits, ``num_tokens`` is exactly Σ(len(tokens(doc)) + 1) over the non-empty documents read (the two
+pieces of a lone document counting as two documents).
+The split is by document and deterministic: documents 0, ⌈1/f⌉, ... (evenly spaced, f = ``data.val_fraction``) go to
+val, so val always has at least one document; a source of one document is cut in two for it, its last f characters
+held out (:func:`hf_gpt2.data.split.split_lone_document`). Tokenization runs in ``data.num_proc`` processes over
+chunks of about 1 MB of text, with at most a few chunks in flight, so memory stays flat on corpora of any size. The
+GPT-2 BPE goes through tiktoken (6–9× faster than HF tokenizers, identical ids); any other tokenizer through
+transformers. The folder is written under a temporary name and renamed, so a crash never leaves a half-written cache
+behind.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hf_gpt2.data.sources import DocumentSource, count_hint, iter_documents, resolve_source
-from hf_gpt2.data.split import val_mask
+from hf_gpt2.data.split import split_lone_document, val_mask
 from hf_gpt2.errors import DataError
 from hf_gpt2.folders import staged_folder
 from hf_gpt2.recipe import Recipe, effective_max_documents
@@ -200,7 +203,7 @@ def _build(
         dtype = shard_dtype(tokenizer.vocab_size)
         writers = {split: _ShardWriter(stage.path, split, dtype, settings["shard_tokens"]) for split in SPLITS}
         started = time.perf_counter()
-        documents = iter_documents(source, max_documents)
+        documents = split_lone_document(iter_documents(source, max_documents), settings["val_fraction"])
         total = count_hint(source)
         if max_documents is not None and total is not None:
             total = min(total, max_documents)
@@ -244,11 +247,8 @@ def _check_not_empty(splits: dict[str, dict[str, Any]], settings: dict[str, Any]
     where = f"data.source={settings['source_spec']!r}"
     if n_docs == 0:
         raise DataError(f"{where} holds no text (every document is empty); point data.source at files with text")
-    if splits["train"]["num_documents"] == 0:
-        raise DataError(
-            f"{where} has only {n_docs} document(s), all taken for validation; add documents or lower "
-            f"data.val_fraction={settings['val_fraction']} (the split is by document)"
-        )
+    if splits["train"]["num_documents"] == 0:  # one document of one character: nothing to cut in two
+        raise DataError(f"{where} holds a single document too short to split into train and val; add text")
 
 
 class _ShardWriter:

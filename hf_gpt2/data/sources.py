@@ -16,6 +16,7 @@ give whole rows (:func:`iter_records`), which supervised finetuning reads (``hf_
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import glob
 import importlib.util
@@ -25,7 +26,7 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,10 @@ class DocumentSource:
     spec: str
     """``data.source`` as written."""
     text_field: str = "text"
+    encoding: str = "utf-8"
+    """``data.encoding`` of local text and JSON files."""
+    bad_documents: str = "error"
+    """``data.bad_documents``: what :func:`readable` does with a document that cannot be read."""
     files: tuple[Path, ...] = ()
     hub_id: str | None = None
     hub_config: str | None = None
@@ -68,13 +73,22 @@ class DocumentSource:
     streaming: bool = False
 
     def describe(self) -> dict[str, Any]:
-        """Return a JSON-able description for the fingerprint and meta.json."""
+        """Return a JSON-able description for the fingerprint and meta.json.
+
+        ``encoding`` and ``bad_documents`` appear only when they are not the defaults, so caches prepared before
+        they existed keep their fingerprints.
+        """
         if self.kind == "kjv":
             return {"kind": "kjv", "database": _kjv_database_fingerprint(), "documents": "chapter"}
+        reading = {
+            **({"encoding": self.encoding} if self.encoding != "utf-8" and self.kind == "files" else {}),
+            **({"bad_documents": self.bad_documents} if self.bad_documents != "error" else {}),
+        }
         if self.kind == "files":
             stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files]
-            return {"kind": "files", "spec": self.spec, "text_field": self.text_field, "files": stats}
+            return {"kind": "files", "spec": self.spec, "text_field": self.text_field, "files": stats, **reading}
         return {
+            **reading,
             "kind": "hub",
             "id": self.hub_id,
             "config": self.hub_config,
@@ -102,7 +116,12 @@ def resolve_source(data: DataConfig) -> DocumentSource:
         DataError: if a local source matches no file, or a file has an unsupported type.
     """
     spec = data.source.strip()
-    common = {"spec": spec, "text_field": data.text_field}
+    common = {
+        "spec": spec,
+        "text_field": data.text_field,
+        "encoding": data.encoding,
+        "bad_documents": data.bad_documents,
+    }
     if spec == "kjv":
         return DocumentSource(kind="kjv", **common)
     if spec.startswith("hub:"):
@@ -155,7 +174,7 @@ def iter_documents(source: DocumentSource, max_documents: int | None = None) -> 
     if source.kind == "hub" and max_documents is not None and not source.streaming:
         source = dataclasses.replace(source, streaming=True)
     count = 0
-    for text in _raw_documents(source):
+    for text in readable(_raw_documents(source), source):
         if not text:
             continue
         yield text
@@ -179,9 +198,11 @@ def iter_records(source: DocumentSource, max_records: int | None = None) -> Iter
             "dataset"
         )
     if source.kind == "hub":
-        rows = _hub_rows(dataclasses.replace(source, streaming=source.streaming or max_records is not None))
+        rows: Iterable[Any] = _hub_rows(
+            dataclasses.replace(source, streaming=source.streaming or max_records is not None)
+        )
     else:
-        rows = (row for path in source.files for _, row in _file_rows(path))
+        rows = readable((row for path in source.files for _, row in read_rows(path, encoding=source.encoding)), source)
     yield from itertools.islice(rows, max_records)
 
 
@@ -194,12 +215,12 @@ def count_hint(source: DocumentSource) -> int | None:
     return None
 
 
-def _raw_documents(source: DocumentSource) -> Iterator[str]:
+def _raw_documents(source: DocumentSource) -> Iterator[str | Unreadable]:
     if source.kind == "kjv":
         yield from kjv_documents()
     elif source.kind == "files":
         for path in source.files:
-            yield from _file_documents(path, source.text_field)
+            yield from _file_documents(source, path)
     else:
         yield from _hub_documents(source)
 
@@ -260,70 +281,228 @@ def _kjv_chapter(book: str, chapter: int, lines: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Local files
+# Local files: every reader yields an Unreadable, never raises, for a document it cannot read; the caller decides
 
 
-def _file_documents(path: Path, text_field: str) -> Iterator[str]:
-    if path.suffix.lower() in TEXT_SUFFIXES:
-        yield path.read_text(encoding="utf-8", errors="replace")
-        return
-    columns = [text_field] if path.suffix.lower() == ".parquet" else None
-    for row_number, row in _file_rows(path, columns):
-        yield _row_text(row, text_field, f"{path}, row {row_number}")
+@dataclass(frozen=True)
+class Unreadable:
+    """A document or row that cannot be read as text: where it is, what is wrong, and how to fix the file."""
+
+    where: str
+    """``FILE``, ``FILE, line N`` or ``FILE, row N``."""
+    problem: str
+    kind: str
+    """``encoding``, ``binary``, ``json``, ``field`` or ``parquet``: which fixes apply."""
+    fix: str
+
+    def message(self, *alternatives: str) -> str:
+        """One line: where, what, and the fix followed by ``alternatives`` (e.g. a recipe key that would help)."""
+        return f"{self.where} {self.problem}; " + "; or ".join((self.fix, *alternatives))
 
 
-def _file_rows(path: Path, columns: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
-    """(row number, row) of a parquet, JSON array or JSON-lines file; ``columns`` narrows a parquet read."""
+def read_text_file(path: Path, encoding: str = "utf-8") -> str | Unreadable:
+    """The text of a file, or why it is not text: a NUL byte (binary), or bytes that do not decode in ``encoding``.
+
+    UTF-8's byte-order mark is dropped; a problem names the line and column of the first bad byte.
+    """
+    data = path.read_bytes()
+    return _decode(data, path, str(path), encoding)
+
+
+def _decode(data: bytes, path: Path, where: str, encoding: str, line: int | None = None) -> str | Unreadable:
+    nul = data.find(b"\x00") if _ascii_compatible(encoding) else -1
+    if nul >= 0:
+        return Unreadable(
+            where,
+            f"holds a NUL byte ({_position(data, nul, line)}), so it is binary, not text",
+            "binary",
+            f"leave {path.name} out of data.source (move it, or narrow the path or glob)",
+        )
+    try:
+        return data.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)
+    except UnicodeDecodeError as err:
+        return Unreadable(
+            where,
+            f"is not valid {encoding} text: byte 0x{data[err.start]:02x} ({_position(data, err.start, line)})",
+            "encoding",
+            f"save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix})",
+        )
+
+
+def _position(data: bytes, offset: int, line: int | None) -> str:
+    """``line L, column C`` of byte ``offset`` (C counts bytes), or ``column C`` when ``data`` is line ``line``."""
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    if line is not None:
+        return f"column {column}"
+    number = data.count(b"\n", 0, offset) + 1
+    return f"line {number}, column {column}"
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """True when the NUL character is the single byte 0 in ``encoding`` (not so in UTF-16 or UTF-32)."""
+    return "\x00".encode(encoding) == b"\x00"
+
+
+def read_rows(
+    path: Path, *, encoding: str = "utf-8", columns: Sequence[str] | None = None
+) -> Iterator[tuple[str, Any | Unreadable]]:
+    """``(where, row)`` for each row of a parquet, JSON array or JSON-lines file (also a JSON-lines ``.json``).
+
+    ``where`` is ``FILE, line N`` for JSON lines and ``FILE, row N`` for a JSON array or parquet; ``row`` is an
+    :class:`Unreadable` for a line that does not decode or parse, and for a parquet file that cannot be read (then the
+    rest of it is not read). ``columns`` narrows a parquet read.
+
+    Raises:
+        DataError: a parquet file lacks one of ``columns``.
+    """
     if path.suffix.lower() == ".parquet":
-        yield from enumerate(_parquet_rows(path, columns), 1)
-    else:
-        yield from _json_rows(path)
+        yield from _parquet_rows(path, columns)
+        return
+    data = path.read_bytes()
+    if data.lstrip()[:1] == b"[":
+        yield from _json_array_rows(path, data, encoding)
+        return
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        text = _decode(line, path, where, encoding, line=number)
+        if isinstance(text, Unreadable):
+            yield where, text
+            continue
+        try:
+            yield where, json.loads(text)
+        except json.JSONDecodeError as err:
+            yield (
+                where,
+                Unreadable(
+                    where, f"is not valid JSON ({err.msg}: column {err.colno})", "json", "fix or delete that line"
+                ),
+            )
 
 
-def _parquet_rows(path: Path, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+def _json_array_rows(path: Path, data: bytes, encoding: str) -> Iterator[tuple[str, Any | Unreadable]]:
+    text = _decode(data, path, str(path), encoding)
+    if isinstance(text, Unreadable):
+        yield str(path), text
+        return
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as err:
+        yield (
+            str(path),
+            Unreadable(
+                str(path),
+                f"is not valid JSON ({err.msg}: line {err.lineno}, column {err.colno})",
+                "json",
+                "fix it, or write one JSON object per line (.jsonl)",
+            ),
+        )
+        return
+    yield from ((f"{path}, row {number}", row) for number, row in enumerate(rows, 1))
+
+
+def _parquet_rows(path: Path, columns: Sequence[str] | None = None) -> Iterator[tuple[str, Any | Unreadable]]:
     try:
         parquet = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path} is not a readable parquet file: {err}") from err
+        yield str(path), _bad_parquet(path, err)
+        return
     missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
     if missing:
         raise DataError(
             f"{path} has no column data.text_field={missing[0]!r}; its columns are {parquet.schema_arrow.names}; "
             f"set data.text_field"
         )
-    for batch in parquet.iter_batches(columns=list(columns) if columns else None, batch_size=4096):
-        yield from batch.to_pylist()
+    number = 0
+    try:
+        for batch in parquet.iter_batches(columns=list(columns) if columns else None, batch_size=4096):
+            for row in batch.to_pylist():
+                number += 1
+                yield f"{path}, row {number}", row
+    except Exception as err:  # a damaged page surfaces only when it is read
+        yield f"{path}, after row {number}", _bad_parquet(path, err, f"{path}, after row {number}")
 
 
-def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield rows of a JSON array file, or of a JSON-lines file (also when it is named .json)."""
-    with path.open(encoding="utf-8") as f:
-        first = f.read(1)
-        while first and first.isspace():
-            first = f.read(1)
-        f.seek(0)
-        if first == "[":
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path} is not valid JSON: {err}") from err
-            yield from enumerate(rows, 1)
-            return
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}, line {number} is not valid JSON: {err}") from err
+def _bad_parquet(path: Path, err: BaseException, where: str | None = None) -> Unreadable:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return Unreadable(
+        where or str(path),
+        f"is not a readable parquet file ({type(err).__name__}: {first})",
+        "parquet",
+        "write it again (it is damaged, or not parquet)",
+    )
 
 
-def _row_text(row: Any, text_field: str, where: str) -> str:
-    if isinstance(row, str):
+def row_text(row: Any, text_field: str, where: str) -> str | Unreadable:
+    """The text of a row (a JSON string is its own text), or why there is none: the field is missing, null or not a
+    string. A missing field is an error of the recipe, not of the row, when every row lacks it; the message says so.
+    """
+    if isinstance(row, Unreadable) or isinstance(row, str):
         return row
     if not isinstance(row, dict) or text_field not in row:
         keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-        raise DataError(f"{where} has no field data.text_field={text_field!r} (it has {keys}); set data.text_field")
-    return row[text_field] or ""
+        return Unreadable(
+            where,
+            f"has no field data.text_field={text_field!r} (it has {keys})",
+            "field",
+            "set data.text_field to the column that holds the text",
+        )
+    value = row[text_field]
+    if isinstance(value, str):
+        return value
+    shown = "null" if value is None else f"{_KINDS.get(type(value), 'a ' + type(value).__name__)} ({str(value)[:40]})"
+    return Unreadable(
+        where, f"has {shown} in data.text_field={text_field!r}, not a string", "field", "give every row a string there"
+    )
+
+
+_KINDS = {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object", bytes: "bytes"}
+
+
+def _file_documents(source: DocumentSource, path: Path) -> Iterator[str | Unreadable]:
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        yield read_text_file(path, source.encoding)
+        return
+    columns = [source.text_field] if path.suffix.lower() == ".parquet" else None
+    for where, row in read_rows(path, encoding=source.encoding, columns=columns):
+        yield row_text(row, source.text_field, where)
+
+
+SKIP_HINT = "set data.bad_documents=skip to leave such documents out (each is logged and counted)"
+_LOGGED_SKIPS = 10
+
+
+def readable(items: Iterable[str | Unreadable], source: DocumentSource) -> Iterator[str]:
+    """The texts of ``items``, with ``data.bad_documents`` applied to each :class:`Unreadable` among them.
+
+    ``error`` raises at the first one; ``skip`` logs the first few, then the number left out when the items end.
+
+    Raises:
+        DataError: naming the file, the line or row, and the fixes (the file's, ``data.encoding``, ``skip``).
+    """
+    skipped = 0
+    try:
+        for item in items:
+            if not isinstance(item, Unreadable):
+                yield item
+                continue
+            if source.bad_documents != "skip":
+                encoding = (
+                    ["set data.encoding to the file's encoding (e.g. latin-1)"] if item.kind == "encoding" else []
+                )
+                raise DataError(item.message(*encoding, SKIP_HINT))
+            skipped += 1
+            if skipped <= _LOGGED_SKIPS:
+                logger.warning("data.bad_documents=skip: leaving out %s", item.message())
+    finally:
+        if skipped:
+            logger.warning(
+                "data.bad_documents=skip: left out %d unreadable document(s) of data.source=%r%s",
+                skipped,
+                source.spec,
+                f" (the first {_LOGGED_SKIPS} are listed above)" if skipped > _LOGGED_SKIPS else "",
+            )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -334,7 +513,7 @@ def _hub_rows(source: DocumentSource) -> Iterator[dict[str, Any]]:
     yield from load_hub_dataset(source)
 
 
-def _hub_documents(source: DocumentSource) -> Iterator[str]:
+def _hub_documents(source: DocumentSource) -> Iterator[str | Unreadable]:
     dataset = load_hub_dataset(source)
     columns = getattr(dataset, "column_names", None)
     if columns is not None and source.text_field not in columns:
@@ -344,13 +523,18 @@ def _hub_documents(source: DocumentSource) -> Iterator[str]:
         )
     if columns is not None and len(columns) > 1 and not source.streaming:
         dataset = dataset.select_columns([source.text_field])
-    for row in dataset:
+    yield from hub_row_texts(dataset, source)
+
+
+def hub_row_texts(rows: Iterable[dict[str, Any]], source: DocumentSource) -> Iterator[str | Unreadable]:
+    """The text of each row of a Hub dataset (row numbers from 1 in the messages); a missing field is an error."""
+    for number, row in enumerate(rows, 1):
         if source.text_field not in row:
             raise DataError(
                 f"{source.spec} rows have no field data.text_field={source.text_field!r} (they have {sorted(row)}); "
                 "set data.text_field"
             )
-        yield row[source.text_field] or ""
+        yield row_text(row, source.text_field, f"{source.spec} ({source.hub_split}), row {number}")
 
 
 def load_hub_dataset(source: DocumentSource) -> Any:

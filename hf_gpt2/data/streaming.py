@@ -23,8 +23,15 @@ import numpy as np
 import torch
 from datasets.distributed import split_dataset_by_node
 
-from hf_gpt2.data.sources import DocumentSource, iter_documents, load_hub_dataset, resolve_source
-from hf_gpt2.data.split import val_mask
+from hf_gpt2.data.sources import (
+    DocumentSource,
+    hub_row_texts,
+    iter_documents,
+    load_hub_dataset,
+    readable,
+    resolve_source,
+)
+from hf_gpt2.data.split import split_lone_document, val_mask
 from hf_gpt2.errors import DataError
 from hf_gpt2.recipe import Recipe, effective_max_documents
 from hf_gpt2.tokenization import TokenizerSpec, batch_encoder, tokenizer_spec
@@ -184,20 +191,12 @@ class StreamingTokenLoader:
                 self._dataset.load_state_dict(dataset_state)
             elif skip:
                 raise DataError("a streaming position past the start needs the dataset's saved state; it is missing")
-            documents = (text for text in map(self._row_text, self._dataset) if text)
+            documents = (text for text in readable(hub_row_texts(self._dataset, self.source), self.source) if text)
             self._documents = documents if limit is None else itertools.islice(documents, max(0, limit - skip))
             return
-        documents = iter_documents(self.source, self.max_documents)
+        documents = split_lone_document(iter_documents(self.source, self.max_documents), self.val_fraction)
         mine = itertools.islice(documents, self.process_index, None, self.num_processes)
         self._documents = itertools.islice(mine, skip, None)
-
-    def _row_text(self, row: dict[str, Any]) -> str:
-        if self.source.text_field not in row:
-            raise DataError(
-                f"{self.source.spec} rows have no field data.text_field={self.source.text_field!r} (they have "
-                f"{sorted(row)}); set data.text_field"
-            )
-        return row[self.source.text_field] or ""
 
     def _hub_dataset(self) -> Any:
         dataset = load_hub_dataset(self.source)

@@ -1,13 +1,13 @@
 """Where benchmark documents come from: a local file or folder (``--data TASK=PATH``), or the task's Hub dataset.
 
-Local jsonl/json and parquet files are read directly (stdlib json, pyarrow): no ``datasets`` cache is written and
-nothing touches the network. Hub datasets load through ``datasets.load_dataset``, from parquet revisions where the main
-branch still holds a loading script (datasets ≥ 4 refuses those).
+Local jsonl/json and parquet files are read directly by the pretraining data's reader
+(:func:`hf_gpt2.data.sources.read_rows`: stdlib json, pyarrow), so no ``datasets`` cache is written and nothing
+touches the network. Hub datasets load through ``datasets.load_dataset``, from parquet revisions where the main branch
+still holds a loading script (datasets ≥ 4 refuses those).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow.parquet as pq
 
 from hf_gpt2 import online
+from hf_gpt2.data.sources import Unreadable, read_rows
 from hf_gpt2.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -87,29 +87,22 @@ def record_files(task: str, path: Path) -> list[Path]:
 
 def read_records(task: str, files: Iterable[Path], *, allow_empty: bool = False) -> list[dict[str, Any]]:
     """Read rows from jsonl, json (a list of objects) and parquet files; no rows at all is an error unless
-    ``allow_empty`` (for a caller that explains an empty file itself)."""
+    ``allow_empty`` (for a caller that explains an empty file itself).
+
+    The files are read by the pretraining data's reader (:func:`hf_gpt2.data.sources.read_rows`), so a line that is
+    not UTF-8 or not JSON, or a damaged parquet file, is an error naming the file, the line and the fix.
+    """
     rows: list[dict[str, Any]] = []
     for file in files:
-        if file.suffix == ".parquet":
-            rows.extend(pq.read_table(file).to_pylist())
-        elif file.suffix in (".jsonl", ".json"):
-            rows.extend(_read_json(task, file))
-        else:
+        if file.suffix not in RECORD_SUFFIXES:
             raise DataError(f"{task}: cannot read {file}; expected one of {', '.join(RECORD_SUFFIXES)}")
+        for _, row in read_rows(file):
+            if isinstance(row, Unreadable):
+                raise DataError(f"{task}: {row.message()}")
+            rows.append(row)
     if not rows and not allow_empty:
         raise DataError(f"{task}: no rows in {', '.join(str(f) for f in files)}")
     return rows
-
-
-def _read_json(task: str, file: Path) -> list[dict[str, Any]]:
-    text = file.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    try:
-        if file.suffix == ".json" and stripped.startswith("["):
-            return list(json.loads(stripped))
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise DataError(f"{task}: {file} is not valid JSON lines ({err})") from err
 
 
 def load_records(task: str, path: str | Path | None, hub: HubSource | None) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ The ``model`` section checks its ``HfGPT2Config`` fields with the config's own r
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ SCHEDULES = ("cosine", "wsd", "linear", "constant")
 DATA_FORMATS = ("text", "sft")
 SFT_FORMATS = ("auto", "hh", "messages", "prompt_completion")
 SFT_UNTRAINABLE = ("error", "skip")
+BAD_DOCUMENTS = ("error", "skip")
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = (
     "sdpa",
@@ -184,6 +186,13 @@ class DataConfig:
     """``text`` (pretraining: documents joined with EOS) or ``sft`` (prompt/response pairs, see the sft_* keys)."""
     text_field: str = "text"
     """Column holding the document text in json/jsonl/parquet/Hub data."""
+    encoding: str = "utf-8"
+    """Text encoding of local .txt/.md/.json/.jsonl files (any Python codec: ``latin-1``, ``cp1252``, ...); a UTF-8
+    byte-order mark is dropped."""
+    bad_documents: str = "error"
+    """A document that cannot be read as text (bytes that do not decode in ``encoding``, a binary file, a malformed
+    JSON line, a row whose text field is missing, null or not a string, an unreadable parquet file): ``error`` stops
+    and names the file, the line or row and the fix; ``skip`` leaves each one out, logs it and counts them."""
     hub_config: str | None = None
     """Config (subset) name of a Hub dataset, e.g. ``sample-10BT``."""
     hub_split: str = "train"
@@ -230,6 +239,13 @@ class DataConfig:
         check_choice(problems, "data.format", self.format, DATA_FORMATS)
         check_choice(problems, "data.sft_format", self.sft_format, SFT_FORMATS)
         check_choice(problems, "data.sft_untrainable", self.sft_untrainable, SFT_UNTRAINABLE)
+        check_choice(problems, "data.bad_documents", self.bad_documents, BAD_DOCUMENTS)
+        try:
+            is_text = getattr(codecs.lookup(self.encoding), "_is_text_encoding", True)  # base64 is a codec, not text
+        except LookupError:
+            is_text = False
+        if not is_text:
+            add(f"data.encoding={self.encoding!r} is not a text encoding Python knows; use e.g. utf-8, latin-1")
         if self.block_size < 1:
             add(f"data.block_size must be >= 1, got {self.block_size}")
         if not 0.0 < self.val_fraction < 1.0:

@@ -105,6 +105,11 @@ def prepare_sft_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, *, forc
     where = [f"#{i} of {_source_name(source)}" for i in range(len(records))]
     conversations = [record_to_messages(r, sft_format, data, w) for r, w in zip(records, where, strict=True)]
     examples, kept = _tokenize_with_policy(conversations, tokenizer, data, where)
+    if len(examples) < 2:
+        raise DataError(
+            f"data.source={data.source!r} gives {len(examples)} SFT example; it takes at least 2, one of them held "
+            "out for validation: add rows"
+        )
     meta = {
         "format": "sft",
         "sft_format": sft_format,
