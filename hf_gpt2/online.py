@@ -18,7 +18,7 @@ import threading
 
 import httpx2
 from huggingface_hub import constants
-from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import get_session
 
 from hf_gpt2.errors import HubError
@@ -94,9 +94,15 @@ def network_problem(err: BaseException, purpose: str) -> str | None:
     Libraries wrap the network error (transformers in an ``OSError`` "We couldn't connect to ...", datasets in a
     ``ConnectionError``), so the whole ``__cause__`` / ``__context__`` chain is searched.
     """
-    for link in _chain(err):
-        if isinstance(link, OfflineModeIsEnabled):
-            return f"HF_HUB_OFFLINE=1 is set, so nothing was sent to {purpose}; unset it to use the Hub"
+    chain = _chain(err)
+    if any(isinstance(link, OfflineModeIsEnabled) for link in chain) or (
+        hub_offline() and any(isinstance(link, LocalEntryNotFoundError) for link in chain)
+    ):
+        return (
+            f"HF_HUB_OFFLINE=1 is set and what it takes to {purpose} is not in the local cache; unset HF_HUB_OFFLINE "
+            "to use the Hub"
+        )
+    for link in chain:
         if isinstance(link, httpx2.TransportError):
             return unreachable_message(purpose, link)
     return None

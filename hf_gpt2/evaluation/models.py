@@ -55,7 +55,7 @@ def load_model_and_tokenizer(
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
-        reason = online.network_problem(err, f"download {source}") or err
+        reason = online.network_problem(err, f"download {source}") or str(err).strip().splitlines()[0]
         raise CheckpointError(f"cannot load a causal LM from {source!r}: {reason}") from err
     model.to(device).eval()
     return model, _load_tokenizer(source, local, model)
