@@ -63,13 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exit:  # --help (0), or a bad option, already printed as one line (2)
-        return exit.code if isinstance(exit.code, int) else 2
+    except arguments.UsageError as err:
+        sys.stderr.write(f"{err.prog}: error: {err}\n")
+        return 2
+    except SystemExit as exit:  # --help, already printed
+        return exit.code if isinstance(exit.code, int) else 0
     command = COMMANDS[args.command]
     try:
         if command.takes_recipe:
             args.recipe = load_recipe(args.recipe, args.overrides)
         return int(importlib.import_module(command.module).run(args) or 0)
+    except arguments.UsageError as err:  # options a command parses itself (cloud launch, after the recipe)
+        sys.stderr.write(f"{err.prog}: error: {err}\n")
+        return 2
     except HfGPT2Error as err:
         sys.stderr.write(f"hf-gpt2 {args.command}: error: {err}\n")
         return 2

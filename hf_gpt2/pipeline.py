@@ -11,6 +11,7 @@ Every process runs the pipeline; side effects happen on the main process.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +101,8 @@ def check_eval_tasks(recipe: Recipe) -> None:
 
 def check_hub_reachable(recipe: Recipe) -> None:
     """Stop at once, before any data is prepared, when the recipe reads from the Hub and the Hub does not answer
-    (``model.init`` or ``tokenizer.name`` a Hub id, ``data.source=hub:``, ``train.resume_from=hub:``)."""
+    (``model.init`` or ``tokenizer.name`` a Hub id, ``data.source=hub:``, ``train.resume_from=hub:``), or pushes
+    checkpoints without a token that may write to ``hub.repo_id`` (checked on the main process)."""
     model, tokenizer, data, resume = (
         recipe.model.init,
         recipe.tokenizer.name,
@@ -115,6 +117,8 @@ def check_hub_reachable(recipe: Recipe) -> None:
     ]
     if reads:
         online.require_hub_reachable(f"read {', '.join(reads)}")
+    if recipe.hub.push_checkpoints and recipe.hub.repo_id and int(os.environ.get("RANK", "0")) == 0:
+        hub.check_hub_access(recipe.hub.repo_id)  # the token and write access, before training, not at step N
 
 
 def download_checkpoint(spec: str) -> Path:

@@ -195,8 +195,20 @@ def test_parsing_and_recipes_import_neither_torch_nor_transformers(code):
         ["train", "recipes/quickstart.yaml", "model.activation_function=mish"],
         ["prepare", "recipes/quickstart.yaml", "train.max_stesp=3"],
         ["train", "recipes/quickstart.yaml", "optim.lr=fast"],
+        ["generate", "--model", "gpt2", "--top-k", "-5"],
+        ["push", "--model", "runs/missing/final", "--repo-id", "user/x"],
     ],
-    ids=["help", "train-help", "eval-help", "cloud-launch-help", "bad-model-field", "typo", "bad-value"],
+    ids=[
+        "help",
+        "train-help",
+        "eval-help",
+        "cloud-launch-help",
+        "bad-model-field",
+        "typo",
+        "bad-value",
+        "bad-option",
+        "missing-folder",
+    ],
 )
 def test_help_and_recipe_errors_answer_before_any_heavy_import(argv):
     code = f"""

@@ -4,8 +4,9 @@
 Every option is checked while parsing, before torch or transformers is imported: numbers against their range
 (:mod:`hf_gpt2.ranges`), a model that is neither an existing folder nor a Hub id, a folder that does not exist, a
 malformed repo id, branch, license or ``KEY=VALUE`` pair. A bad value is one line on stderr that names it and what
-is allowed (:class:`CommandParser`), and the exit status is 2. What needs torch or the model (a ``--device`` that is
-not on this machine, a prompt longer than the model's context) is checked by the command, before any work.
+is allowed (:class:`CommandParser` raises a :class:`UsageError`), and the exit status is 2. What needs torch or the
+model (a ``--device`` that is not on this machine, a prompt longer than the model's context) is checked by the
+command, before any work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.locations import missing_source_problem, repo_id_problem
 from hf_gpt2.ranges import SAMPLING, SEED, Range
 
@@ -28,11 +30,20 @@ BRANCH = re.compile(r"(?!/)(?!.*(\.\.|//|@\{|\.lock$|/$|\.$))[^\s~^:?*\[\\\x00-\
 ``.lock``."""
 
 
+class UsageError(HfGPT2Error):
+    """A bad option or argument; ``prog`` is the command it was given to (``hf-gpt2 generate``)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
 class CommandParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``hf-gpt2 generate: error: argument --top-k: ...``), exit 2."""
+    """An ArgumentParser whose errors are a :class:`UsageError`, which the command line prints as one line
+    (``hf-gpt2 generate: error: argument --top-k: ...``) with exit status 2, instead of usage text."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+        raise UsageError(self.prog, f"{message}; see {self.prog} --help")
 
 
 def ranged(bounds: Range) -> Callable[[str], int | float]:

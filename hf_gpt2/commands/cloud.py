@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    rest = CommandParser(prog="hf-gpt2 cloud launch RECIPE")
+    rest = CommandParser(prog="hf-gpt2 cloud launch")
     cloud_launch_options(rest)
     rest.add_argument("overrides", nargs="*", help="section.key=value recipe overrides")
     args = rest.parse_intermixed_args(args.rest, namespace=args)

@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from hf_gpt2.data.sources import DocumentSource, count_hint, iter_documents, resolve_source
+from hf_gpt2.data.sources import (
+    DocumentSource,
+    count_hint,
+    iter_documents,
+    require_source_reachable,
+    resolve_source,
+)
 from hf_gpt2.data.split import split_lone_document, val_mask
 from hf_gpt2.errors import DataError
 from hf_gpt2.folders import staged_folder
@@ -115,6 +121,7 @@ def prepare_token_shards(recipe: Recipe, *, force: bool = False) -> PreparedData
         if existing is not None:
             logger.info("reusing token shards %s (%s train tokens)", directory, f"{existing.num_tokens('train'):,}")
             return check_fits_block_size(existing, data.block_size)
+    require_source_reachable(source)  # a Hub source: before a staging folder is made
     settings = {
         "fingerprint": fingerprint,
         "source_spec": data.source,

@@ -547,8 +547,7 @@ def load_hub_dataset(source: DocumentSource) -> Any:
         DataError: when the dataset cannot be read, naming the id, revision and likely fix.
         HubError: the Hub does not answer, with what to set.
     """
-    if not _offline():
-        online.require_hub_reachable(f"load data.source={source.spec!r}")
+    require_source_reachable(source)
     try:
         if source.hub_data_files:
             builder = _builder_for(source.hub_data_files[0])
@@ -578,6 +577,16 @@ def load_hub_dataset(source: DocumentSource) -> Any:
                 "(refs/convert/parquet) or list data.hub_data_files"
             )
         raise DataError(f"could not load data.source={source.spec!r} ({what}){offline}: {first}; {fix}") from err
+
+
+def require_source_reachable(source: DocumentSource) -> None:
+    """For a ``hub:`` source, unless HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set: make sure the Hub answers.
+
+    Raises:
+        HubError: the Hub does not answer, with what to set.
+    """
+    if source.kind == "hub" and not _offline():
+        online.require_hub_reachable(f"load data.source={source.spec!r}")
 
 
 def _builder_for(data_file: str) -> str:
