@@ -21,14 +21,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import test_hub
 import torch
 import yaml
-from test_hub import SECRET, WHOAMI, LocalHubServer
+from test_hub import SECRET, WHOAMI
 
 from hf_gpt2 import cli, online
 from hf_gpt2.errors import DataError, HubError, RecipeError
 
 REPO = Path(__file__).resolve().parents[1]
+local_hub = test_hub.local_hub
+"""The Hub's HTTP endpoints on 127.0.0.1 (``tests/test_hub.py``), as a fixture of this module too."""
 PROGRESS_BAR = re.compile(r"\[\d+:\d\d")
 """tqdm's elapsed-time field: the progress bars that share stderr with the error line."""
 
@@ -312,18 +315,6 @@ def closed_port(monkeypatch) -> str:
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return endpoint
-
-
-@pytest.fixture
-def local_hub(monkeypatch):
-    import huggingface_hub.constants
-
-    server = LocalHubServer()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    yield server
-    server.close()
 
 
 @pytest.fixture

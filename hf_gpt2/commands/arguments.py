@@ -191,6 +191,17 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
 GENERATE_HELP = "generate text from a model folder or Hub id (streamed), or chat with an SFT model (--chat)"
 
 
+GENERATE_SAMPLING = {
+    "max_new_tokens": (100, "tokens to generate per answer (100); prompt + these must fit in the model's context"),
+    "temperature": (0.8, "sampling temperature; 0 is greedy (0.8)"),
+    "top_k": (200, "sample from the k most likely tokens; 0 is off (200)"),
+    "top_p": (None, "nucleus sampling threshold in (0, 1] (off)"),
+    "repetition_penalty": (None, "penalise repeated tokens, e.g. 1.2 (off)"),
+    "num_return_sequences": (1, "samples for --prompt (1)"),
+}
+"""`hf-gpt2 generate`'s sampling flags: default and help; their ranges are :data:`hf_gpt2.ranges.SAMPLING`."""
+
+
 def generate_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `hf-gpt2 generate`."""
     parser.add_argument(
@@ -199,39 +210,8 @@ def generate_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--prompt", default="", help="text to continue (default: start from <|endoftext|>)")
     mode.add_argument("--chat", action="store_true", help="interactive Human/Assistant chat (an empty line quits)")
-    parser.add_argument(
-        "--max-new-tokens",
-        type=ranged(SAMPLING["max_new_tokens"]),
-        default=100,
-        help="tokens to generate per answer (100); prompt + these must fit in the model's context",
-    )
-    parser.add_argument(
-        "--temperature",
-        type=ranged(SAMPLING["temperature"]),
-        default=0.8,
-        help="sampling temperature; 0 is greedy (0.8)",
-    )
-    parser.add_argument(
-        "--top-k",
-        type=ranged(SAMPLING["top_k"]),
-        default=200,
-        help="sample from the k most likely tokens; 0 is off (200)",
-    )
-    parser.add_argument(
-        "--top-p", type=ranged(SAMPLING["top_p"]), default=None, help="nucleus sampling threshold in (0, 1] (off)"
-    )
-    parser.add_argument(
-        "--repetition-penalty",
-        type=ranged(SAMPLING["repetition_penalty"]),
-        default=None,
-        help="penalise repeated tokens, e.g. 1.2 (off)",
-    )
-    parser.add_argument(
-        "--num-return-sequences",
-        type=ranged(SAMPLING["num_return_sequences"]),
-        default=1,
-        help="samples for --prompt (1)",
-    )
+    for name, (default, text) in GENERATE_SAMPLING.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=ranged(SAMPLING[name]), default=default, help=text)
     parser.add_argument("--seed", type=ranged(SEED), default=None, help="seed for repeatable sampling (0 to 2**32-1)")
     parser.add_argument(
         "--device", type=matching(DEVICE, "a device (cpu, cuda, cuda:N, mps, xpu)"), default=None, help=DEVICE_HELP
