@@ -26,11 +26,12 @@ from hf_gpt2.data.loader import TokenWindowLoader
 from hf_gpt2.data.prepare import prepare_token_shards
 from hf_gpt2.data.sft import SFTLoader, prepare_sft_data
 from hf_gpt2.data.streaming import StreamingData, StreamingTokenLoader
+from hf_gpt2.errors import CheckpointError
 from hf_gpt2.eval_report import EVAL_JSON, EvalReport
 from hf_gpt2.evaluation import run_tasks
 from hf_gpt2.evaluation.registry import resolve_tasks
 from hf_gpt2.folders import write_text_atomically
-from hf_gpt2.locations import is_hub_id
+from hf_gpt2.locations import is_hub_id, missing_source_problem
 from hf_gpt2.recipe import HubConfig, Recipe
 from hf_gpt2.release import (
     check_samples_fit,
@@ -63,7 +64,7 @@ def run_pipeline(recipe: Recipe) -> Path:
         HfGPT2Error: a bad recipe, run folder, checkpoint or data set (one-line message), or a NaN/inf loss.
     """
     check_eval_tasks(recipe)
-    check_hub_reachable(recipe)
+    check_sources(recipe)
     run = launch(recipe, download=download_checkpoint)
     tokenizer, prepared, loader_cls = prepare(recipe, run.accelerator)
     trainer = build_trainer(recipe, run.accelerator, run.plan, run.run_dir, tokenizer=tokenizer, prepared=prepared,
@@ -99,21 +100,24 @@ def check_eval_tasks(recipe: Recipe) -> None:
         resolve_tasks(list(recipe.eval.tasks), dict(recipe.eval.data) or None)
 
 
-def check_hub_reachable(recipe: Recipe) -> None:
-    """Stop at once, before any data is prepared, when the recipe reads from the Hub and the Hub does not answer
-    (``model.init`` or ``tokenizer.name`` a Hub id, ``data.source=hub:``, ``train.resume_from=hub:``), or pushes
-    checkpoints without a token that may write to ``hub.repo_id`` (checked on the main process)."""
-    model, tokenizer, data, resume = (
-        recipe.model.init,
-        recipe.tokenizer.name,
-        recipe.data.source,
-        recipe.train.resume_from,
-    )
+def check_sources(recipe: Recipe) -> None:
+    """Stop at once, before any data is prepared, when ``model.init`` or ``tokenizer.name`` is a local path that does
+    not exist, when the recipe reads from the Hub and the Hub does not answer (``model.init`` or ``tokenizer.name`` a
+    Hub id, ``data.source=hub:``, ``train.resume_from=hub:``), or when it pushes checkpoints without a token that may
+    write to ``hub.repo_id`` (checked on the main process)."""
+    model, tokenizer = recipe.model.init, recipe.tokenizer.name
+    data, resume = recipe.data.source, recipe.train.resume_from or ""
+    missing = [
+        missing_source_problem(model, "model.init") if model != "scratch" else None,
+        missing_source_problem(tokenizer, "tokenizer.name", "tokenizer folder") if tokenizer != "gpt2" else None,
+    ]
+    if any(missing):
+        raise CheckpointError("; ".join(m for m in missing if m))
     reads = [
         *([f"model.init={model}"] if model != "scratch" and is_hub_id(model) else []),
         *([f"tokenizer.name={tokenizer}"] if tokenizer != "gpt2" and is_hub_id(tokenizer) else []),
         *([f"data.source={data}"] if data.startswith("hub:") else []),
-        *([f"train.resume_from={resume}"] if resume and resume.startswith("hub:") else []),
+        *([f"train.resume_from={resume}"] if resume.startswith("hub:") else []),
     ]
     if reads:
         online.require_hub_reachable(f"read {', '.join(reads)}")

@@ -102,6 +102,15 @@ def test_generation_past_the_context_is_refused_before_generating(release, capsy
     assert digests(release) == before
 
 
+def test_a_chat_message_longer_than_the_context_is_refused(release, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{LONG_PROMPT}\n\n"))  # piped: the refusal ends the chat
+    code = run_cli("generate", "--model", release, "--chat", "--max-new-tokens", "8", "--device", "cpu")
+    error_line(capsys, code, "the prompt is", "which fills the model's context of 256 positions", "--max-new-tokens=8")
+    assert capsys.readouterr().out == ""  # no "Assistant:" for a message that gets no answer
+
+
 def test_generate_text_and_the_samples_refuse_the_same_way(release, gpt2_tokenizer):
     from transformers import AutoModelForCausalLM
 
@@ -486,8 +495,10 @@ CLI_VALUES = [
     ("cloud launch recipes/quickstart.yaml --nodes 0", "argument --nodes: 0 is not an integer >= 1"),
     ("cloud launch recipes/quickstart.yaml --mount nowhere", "argument --mount: 'nowhere' is not REMOTE=LOCAL"),
     ("cloud tensorboard --port 70000", "argument --port: 70000 is not an integer in [1, 65535]"),
-    # train / prepare
+    # train / prepare (model.init and tokenizer.name are checked where the run starts, before any data is read)
     ("train {tmp}/nope.yaml", "nope.yaml"),
+    ("train recipes/quickstart.yaml model.init={tmp}/runs/old/final", "model.init '{tmp}/runs/old/final' does not"),
+    ("train recipes/quickstart.yaml tokenizer.name=./my-tokenizer", "tokenizer.name './my-tokenizer' does not exist"),
     ("prepare recipes/quickstart.yaml data.block_size=-1", "data.block_size must be >= 1"),
 ]
 """Every option of every subcommand with a value out of its range or of the wrong form, and what the error says."""

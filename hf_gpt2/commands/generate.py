@@ -131,17 +131,19 @@ def chat_loop(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settin
         turn = [*messages, {"role": "user", "content": line.strip()}]
         if limit is not None:
             turn = _fit_context(tokenizer, turn, limit - settings["max_new_tokens"])
-        sys.stdout.write("Assistant: ")
-        sys.stdout.flush()
-        streamer = StopAwareStreamer(tokenizer, stop_strings=CHAT_STOP_STRINGS)
-        try:
-            reply = chat_reply(model, tokenizer, turn, streamer=streamer, length_setting=LENGTH_FLAG, **settings)
+        try:  # before "Assistant:" is written: a message that cannot fit gets no answer
+            prompt = tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+            prompt_tokens = prompt_length(tokenizer, prompt)
+            check_fits_context(model.config, prompt_tokens, settings["max_new_tokens"], length_setting=LENGTH_FLAG)
         except ContextOverflowError as err:
             if not interactive:
                 raise
-            sys.stdout.write("\n")
             sys.stderr.write(f"hf-gpt2 generate: that message is too long: {err}\n")  # the chat goes on without it
             continue
+        sys.stdout.write("Assistant: ")
+        sys.stdout.flush()
+        streamer = StopAwareStreamer(tokenizer, stop_strings=CHAT_STOP_STRINGS)
+        reply = chat_reply(model, tokenizer, turn, streamer=streamer, length_setting=LENGTH_FLAG, **settings)
         messages = [*turn, {"role": "assistant", "content": reply}]
 
 
