@@ -25,3 +25,15 @@ class ConversionError(HfGPT2Error):
 
 class RunFolderError(HfGPT2Error):
     """A run folder would be overwritten, or cannot be resumed."""
+
+
+class StorageError(HfGPT2Error):
+    """A file or folder cannot be written or read: a full or read-only disk, no permission, a file in the way.
+
+    ``path`` is the file or folder named in the message and ``errno`` the operating system's error number.
+    """
+
+    def __init__(self, message: str, *, path: str, errno: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno

@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
 )
 
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.folders import UPLOAD_STAGING_PREFIX, storage_errors
 from hf_gpt2.hub import common
 from hf_gpt2.hub.card import stage_release
 from hf_gpt2.hub.common import (
@@ -46,7 +47,7 @@ from hf_gpt2.hub.summary import EVENTS_DIR
 
 logger = logging.getLogger(__name__)
 
-_STAGING_PREFIX = ".hub-push-"
+_STAGING_PREFIX = UPLOAD_STAGING_PREFIX
 
 
 def _commit_files(
@@ -131,8 +132,11 @@ def push_release(
     message = commit_message or f"Upload {release.name} with hf_gpt2"
     try:
         _prepare_repo(api, repo_id, private=bool(hub_setting(hub_cfg, "private", False)), revision=revision)
-        with tempfile.TemporaryDirectory(prefix="hf_gpt2-push-") as snapshot:
-            files = _snapshot_events(files, Path(snapshot))
+        with storage_errors(Path(tempfile.gettempdir())):  # a local disk, not the Hub: named as such
+            snapshot_dir = tempfile.TemporaryDirectory(prefix="hf_gpt2-push-")
+        with snapshot_dir as snapshot:
+            with storage_errors(Path(snapshot)):
+                files = _snapshot_events(files, Path(snapshot))
             info = _commit_files(api, repo_id, files, path_in_repo="", revision=revision, message=message)
     except (HfHubHTTPError, OSError, ValueError) as err:
         retry = f"; the release is intact: hf-gpt2 push --model {release} --repo-id {repo_id}"
