@@ -33,7 +33,7 @@ from hf_gpt2.recipe import HubConfig, Recipe
 from hf_gpt2.release import generate_samples, load_release, save_stock_gpt2_export, write_release
 from hf_gpt2.tokenization import load_tokenizer
 from hf_gpt2.training.distributed import check_same_tokenizer
-from hf_gpt2.training.launch import launch
+from hf_gpt2.training.launch import Launch, launch
 from hf_gpt2.training.loop import log_run_start, restore, train
 from hf_gpt2.training.metrics import device_name
 from hf_gpt2.training.run_folder import start_run_folder
@@ -45,8 +45,8 @@ logger = get_logger(__name__)
 def run_pipeline(recipe: Recipe) -> Path:
     """Prepare the data, train, write the release, evaluate it, write the card and push, as the recipe says.
 
-    Everything is checked (tasks, batch plan, run folder, checkpoint, data, model shapes) before the run folder is
-    created, so a refused run changes nothing that exists.
+    Everything is checked (tasks, batch plan, run folder and its lock, checkpoint, data, model shapes) before the run
+    folder is created, so a refused run changes nothing that exists.
 
     Returns:
         The run folder.
@@ -56,6 +56,14 @@ def run_pipeline(recipe: Recipe) -> Path:
     """
     check_eval_tasks(recipe)
     run = launch(recipe, download=download_checkpoint)
+    try:
+        return train_and_finish(recipe, run)
+    finally:
+        run.release()
+
+
+def train_and_finish(recipe: Recipe, run: Launch) -> Path:
+    """The run in its locked folder: data, trainer, training, then the release (:func:`finish_run`)."""
     tokenizer, prepared, loader_cls = prepare(recipe, run.accelerator)
     trainer = build_trainer(recipe, run.accelerator, run.plan, run.run_dir, tokenizer=tokenizer, prepared=prepared,
                             loader_cls=loader_cls)  # fmt: skip

@@ -18,13 +18,18 @@ from typing import Any
 from accelerate import Accelerator
 
 from hf_gpt2.errors import CheckpointError, RunFolderError
+from hf_gpt2.folders import STAGING_PREFIX, UPLOAD_STAGING_PREFIX, remove_path, storage_errors
 from hf_gpt2.recipe import Recipe, dump_recipe, recipe_to_dict
+from hf_gpt2.training.run_lock import LOCK_FILE
 from hf_gpt2.training.state import is_checkpoint, latest_checkpoint
 
 logger = logging.getLogger(__name__)
 
 Download = Callable[[str], Path]
 """Fetches a ``hub:USER/NAME[@REV]`` checkpoint and returns its local folder."""
+
+STAGING_FOLDERS = (".", "checkpoints", "final")
+"""Where a run writes through temporary names (removed at the start of the next run in the folder)."""
 
 _ADJECTIVES = (
     "admiring adoring affectionate amazing awesome blissful bold brave busy calm charming clever cool compassionate "
@@ -58,8 +63,8 @@ def new_run_name(now: float | None = None) -> str:
 
 
 def is_nonempty_dir(path: Path) -> bool:
-    """True when ``path`` is a folder with anything in it."""
-    return path.is_dir() and any(path.iterdir())
+    """True when ``path`` is a folder with anything in it (the lock file of a run starting there aside)."""
+    return path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:
@@ -198,14 +203,30 @@ def _subdirs(folder: Path) -> list[Path]:
 def start_run_folder(accelerator: Accelerator, recipe: Recipe, run_dir: Path, step: int = 0) -> None:
     """Create the run folder, write the resolved recipe.yaml, and open TensorBoard in ``<run>/tb``.
 
-    ``step`` is where a resumed run continues: TensorBoard drops the events a killed run logged after it.
+    ``step`` is where a resumed run continues: TensorBoard drops the events a killed run logged after it. The
+    temporary files and folders that an earlier run in this folder left behind (killed, or stopped by a full disk)
+    are removed first: the main process holds the folder's lock, so nobody else is writing them.
     """
     if accelerator.is_main_process:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for stale in stale_staging(run_dir):
+            logger.info("removing %s, left behind by an earlier run", stale)
+            remove_path(stale)
+        with storage_errors(run_dir / "checkpoints"):
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, run_dir / "recipe.yaml")
     accelerator.wait_for_everyone()
     purge = {"tensorboard": {"purge_step": step + 1}} if step else {}
     accelerator.init_trackers("tb", config=_hparams(recipe_to_dict(recipe)), init_kwargs=purge)
+
+
+def stale_staging(run_dir: Path) -> list[Path]:
+    """The temporary files and folders in a run folder (checkpoints, release, reports and uploads being written)."""
+    found = []
+    for name in STAGING_FOLDERS:
+        folder = run_dir / name
+        if folder.is_dir():
+            found += [p for p in folder.iterdir() if p.name.startswith((STAGING_PREFIX, UPLOAD_STAGING_PREFIX))]
+    return sorted(found)
 
 
 def _hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
