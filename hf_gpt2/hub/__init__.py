@@ -6,12 +6,14 @@
   TensorBoard events as ``runs/`` (:func:`upload_manifest`; they are not copied into the release).
 - :class:`CheckpointPusher`: checkpoints in a background thread to a branch (``hub.push_checkpoints``).
 - :func:`download_checkpoint`: ``train.resume_from="hub:USER/NAME[@REV]"``.
+- :func:`check_push_access`: before training, whether the token may push to ``hub.repo_id``.
 
 The token comes from ``hf auth login`` or HF_TOKEN and is never logged or written.
 """
 
 from __future__ import annotations
 
+from hf_gpt2.hub.access import check_push_access
 from hf_gpt2.hub.card import (
     RELEASE_IGNORE,
     is_generated_card,
@@ -35,6 +37,7 @@ __all__ = [
     "HubError",
     "PushFailure",
     "RunSummary",
+    "check_push_access",
     "download_checkpoint",
     "gather_summary",
     "is_generated_card",
