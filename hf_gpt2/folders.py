@@ -85,18 +85,23 @@ def staged_folder(destination: Path) -> Iterator[Stage]:
         StorageError: the file system refused a write (or a read inside the block), naming ``destination`` (or the
             file read) and the error in words; the staging folder is gone.
     """
-    with storage_errors(destination):
-        remove_stale_staging(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        staging = staging_path(destination)
-        staging.mkdir()
-    stage = Stage(staging)
+    created = missing_folders(destination.parent)
     try:
-        with storage_errors(destination, staging=staging):
-            yield stage
-            stage.placed = replace_folder(staging, destination)
+        with storage_errors(destination):
+            remove_stale_staging(destination)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            staging = staging_path(destination)
+            staging.mkdir()
+        stage = Stage(staging)
+        try:
+            with storage_errors(destination, staging=staging):
+                yield stage
+                stage.placed = replace_folder(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_empty_folders(created)
         raise
 
 
@@ -184,6 +189,24 @@ def remove_stale_staging(destination: Path) -> list[Path]:
         remove_path(path)
         removed.append(path)
     return removed
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first (what a ``mkdir(parents=True)`` creates)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the given folders, deepest first, while they are empty (undoing a failed write's ``mkdir``)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else was written there), or already gone
+            break
 
 
 def remove_path(path: Path) -> None:

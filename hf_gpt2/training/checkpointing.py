@@ -31,7 +31,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
 from hf_gpt2.errors import CheckpointError
-from hf_gpt2.folders import STAGING_PREFIX, replace_folder, storage_errors
+from hf_gpt2.folders import STAGING_PREFIX, missing_folders, replace_folder, storage_errors
 from hf_gpt2.training.state import TrainState, checkpoint_dirs
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def save_checkpoint(
     """
     step = train_state.step
     final, tmp = root / f"step-{step}", root / f"{_TMP_PREFIX}step-{step}"
-    new_parents = _missing_folders(root)  # before anyone creates them: what save_state makes on another disk
+    new_parents = missing_folders(root)  # before anyone creates them: what save_state makes on another disk
     try:
         with storage_errors(final, staging=tmp):
             token = _start_tmp(accelerator, tmp)
@@ -177,15 +177,6 @@ def _holds_token(folder: Path, token: str) -> bool:
         return (folder / _MAIN_MARKER).read_text() == token
     except OSError:
         return False
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its parents that do not exist, deepest first."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def _gather_per_process_files(accelerator: Accelerator, tmp: Path, shares_main: bool) -> list[tuple[dict, list]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_gpt2.errors import RunFolderError
-from hf_gpt2.folders import storage_errors
+from hf_gpt2.folders import missing_folders, remove_empty_folders, storage_errors
 
 try:
     import fcntl
@@ -66,11 +66,7 @@ class RunLock:
         finally:
             os.close(fd)
             _held_here.discard(self.run_dir.resolve())
-        for folder in self.created:
-            try:
-                folder.rmdir()
-            except OSError:  # the run wrote something there: keep it
-                break
+        remove_empty_folders(self.created)  # a run that wrote something there keeps its folder
 
 
 def lock_run_folder(run_dir: Path) -> RunLock:
@@ -80,7 +76,7 @@ def lock_run_folder(run_dir: Path) -> RunLock:
         RunFolderError: another run holds it, naming its process id, host and start time.
         StorageError: the folder or its lock file cannot be written.
     """
-    created = _missing_folders(run_dir)
+    created = missing_folders(run_dir)
     with storage_errors(run_dir / LOCK_FILE):
         run_dir.mkdir(parents=True, exist_ok=True)
         key = run_dir.resolve()
@@ -186,12 +182,3 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except OSError:
         return False
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its parents that do not exist, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
