@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import errno
 import logging
-import subprocess
-import sys
+import os
+import signal
 
 import pytest
 import torch
+from test_filesystem_errors import staging_left
 from test_hub import SECRET, FakeApi, FakeHub
 from test_training_e2e import (  # the tiny run shared with the training tests
-    REPO,
     error_of,
     finished_run,  # noqa: F401  (a fixture: the uninterrupted tiny run)
-    run_env,
     train_cli,
     tree_digest,
     weights,
@@ -76,11 +75,15 @@ def no_token(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
 
 
-def staging_left(root) -> list:
-    return [p for p in root.rglob("*") if p.name.startswith((".tmp-", ".hub-push-"))]
-
-
 # -- refused before training -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(workspace):  # noqa: F811
+    """The tiny recipe's token shards, prepared once."""
+    from hf_gpt2 import cli
+
+    assert cli.main(["prepare", str(workspace / "tiny.yaml")]) == 0
 
 
 def _http_401():
@@ -114,7 +117,7 @@ BEFORE_TRAINING = {  # overrides, setup(monkeypatch, tmp_path, online), words of
 @pytest.mark.parametrize("case", BEFORE_TRAINING)
 def test_what_would_fail_after_training_is_refused_before_it(
     workspace,  # noqa: F811
-    finished_run,  # noqa: F811  (its data cache exists: a refusal after the data step must leave it as it was)
+    prepared,  # the data cache exists: a refusal after the data step must leave it as it was
     capsys,
     monkeypatch,
     tmp_path,
@@ -243,34 +246,47 @@ def test_a_failure_after_training_is_finished_by_resuming_without_training(
 
 # -- SIGTERM while the release is written ----------------------------------------------------------------------------
 
-SIGTERM_IN = """
-import os, signal
-import hf_gpt2.{module} as target
-_real = target.{function}
-def {function}(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return _real(*args, **kwargs)
-target.{function} = {function}
-"""
-MOMENTS = {
+MOMENTS = {  # where SIGTERM arrives: the module and function it arrives in
     "while final/ is written": ("release", "write_stock_generation_config"),
     "while sampling": ("pipeline", "log_samples"),
 }
 
 
+class SigtermReachedTheTest(Exception):
+    """SIGTERM got past the run: nothing in it handled the signal."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", MOMENTS)
-def test_sigterm_while_the_release_is_written_exits_cleanly_and_resuming_finishes_it(workspace, moment):  # noqa: F811
-    module, function = MOMENTS[moment]
-    name = f"sigterm-{function}"
-    prelude = SIGTERM_IN.format(module=module, function=function)
-    code = f"{prelude}\nimport sys, train\nsys.exit(train.main(sys.argv[1:]))"
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(workspace / "tiny.yaml"), f"run.name={name}"],
-        cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "SIGTERM while the release" in done.stderr and "Traceback" not in done.stderr
+def test_sigterm_while_the_release_is_written_exits_cleanly_and_resuming_finishes_it(
+    workspace,  # noqa: F811
+    monkeypatch,
+    caplog,
+    moment,
+):
+    import importlib
+
+    module_name, function = MOMENTS[moment]
+    module = importlib.import_module(f"hf_gpt2.{module_name}")
+    real = getattr(module, function)
+
+    def preempted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler does; delivered before the next line runs
+        return real(*args, **kwargs)
+
+    def unhandled(signum, frame):
+        raise SigtermReachedTheTest
+
+    monkeypatch.setattr(module, function, preempted)
+    previous = signal.signal(signal.SIGTERM, unhandled)  # the run must put its own handler in front of this one
+    try:
+        name = f"sigterm-{function}"
+        caplog.set_level(logging.WARNING)
+        assert train_cli(workspace, f"run.name={name}") == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
+    assert "SIGTERM while the release" in caplog.text
     run = workspace / "runs" / name
     assert not (run / "finished.json").exists() and not staging_left(run) and not (run / ".run.lock").exists()
     assert train_cli(workspace, f"run.name={name}", "train.resume_from=latest") == 0

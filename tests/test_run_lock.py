@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from test_training_e2e import (  # the tiny run shared with the training tests
     REPO,
     accelerate_launch,
     error_of,
-    finished_run,  # noqa: F401  (a fixture)
     run_env,
     train_cli,
     tree_digest,
@@ -121,17 +119,12 @@ def test_a_holder_that_ends_releases_the_lock(tmp_path, holder):
 
 
 @pytest.fixture
-def busy_run(workspace, finished_run):  # noqa: F811
-    """A run in progress: a copy of the tiny run without its release, whose folder another process has locked."""
+def busy_run(workspace):  # noqa: F811
+    """A run in progress (a recipe and a checkpoint folder), whose folder another process has locked."""
     run_dir = workspace / "runs" / "busy"
-    if not run_dir.exists():
-        shutil.copytree(finished_run, run_dir)
-        for name in ("final", "final-gpt2"):
-            shutil.rmtree(run_dir / name)
-        for name in ("finished.json", "eval.json", "samples.json"):
-            (run_dir / name).unlink()
-    newest = run_dir / "checkpoints/step-8"
-    os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime + 3600))  # the newest run of runs/
+    (run_dir / "checkpoints/step-8").mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints/step-8/train_state.json").write_text('{"step": 8}')
+    (run_dir / "recipe.yaml").write_text("# the first run's recipe\n")
     return run_dir
 
 
