@@ -4,8 +4,10 @@ Parsing (:mod:`hf_gpt2.commands.arguments`) and the recipe's checks (:mod:`hf_gp
 transformers, so ``hf-gpt2 --help``, ``hf-gpt2 COMMAND --help`` and a recipe error answer at once. Only then is the
 command's module, ``hf_gpt2.commands.<name>`` (which imports what the command needs), loaded by name and its
 ``run(args)`` called; for the commands that take a recipe, ``args.recipe`` is then the loaded :class:`Recipe`.
-The project's own errors (:class:`hf_gpt2.errors.HfGPT2Error`) and a bad option (checked while parsing, see
-:mod:`hf_gpt2.commands.arguments`) print as one line and exit 2; anything unexpected keeps its traceback.
+The project's own errors (:class:`hf_gpt2.errors.HfGPT2Error`), a bad option (checked while parsing, see
+:mod:`hf_gpt2.commands.arguments`) and an ``OSError`` of the file system that names its path (a full or read-only
+disk, no permission, a file in the way: :func:`hf_gpt2.folders.as_storage_error`) print as one line and exit 2;
+anything unexpected keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from hf_gpt2.commands import arguments
 from hf_gpt2.errors import HfGPT2Error
+from hf_gpt2.folders import as_storage_error
 from hf_gpt2.recipe import load_recipe
 
 
@@ -78,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except HfGPT2Error as err:
         sys.stderr.write(f"hf-gpt2 {args.command}: error: {err}\n")
+        return 2
+    except OSError as err:
+        storage = as_storage_error(err)
+        if storage is None:
+            raise
+        sys.stderr.write(f"hf-gpt2 {args.command}: error: {storage}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -30,3 +30,15 @@ class RunFolderError(HfGPT2Error):
 class HubError(HfGPT2Error):
     """Talking to the Hugging Face Hub failed: it cannot be reached, no token, no permission, a missing repo, or a
     failed upload."""
+
+
+class StorageError(HfGPT2Error):
+    """A file or folder cannot be written or read: a full or read-only disk, no permission, a file in the way.
+
+    ``path`` is the file or folder named in the message and ``errno`` the operating system's error number.
+    """
+
+    def __init__(self, message: str, *, path: str, errno: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno

@@ -103,7 +103,7 @@ def network_problem(err: BaseException, purpose: str) -> str | None:
             "to use the Hub"
         )
     for link in chain:
-        if isinstance(link, httpx2.TransportError):
+        if isinstance(link, (httpx2.TransportError, ConnectionError, TimeoutError)):  # httpx's, or the socket's own
             return unreachable_message(purpose, link)
     return None
 

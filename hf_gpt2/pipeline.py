@@ -6,17 +6,25 @@ the Accelerate loop (:mod:`hf_gpt2.training`, which knows nothing of what follow
 Hub download arrive here as functions), the ``final/`` release (:mod:`hf_gpt2.release`), the benchmarks
 (:mod:`hf_gpt2.evaluation`), ``eval.json`` (:mod:`hf_gpt2.eval_report`), the card and the push (:mod:`hf_gpt2.hub`).
 Every process runs the pipeline; side effects happen on the main process.
+
+What can be checked before training is checked before training (the eval tasks' data, the Hub token and repo for
+a push, the stock GPT-2 export), and what comes after training can always be finished later: the last step is
+saved, ``finished.json`` is written only once the whole release is (release, export, samples, ``eval.json``, card,
+push), and the same command with ``train.resume_from=latest`` finishes an unfinished release without training.
+SIGTERM while the release is written stops the run as SIGTERM during training does (exit 0, finish it later).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -26,26 +34,27 @@ from hf_gpt2.data.loader import TokenWindowLoader
 from hf_gpt2.data.prepare import prepare_token_shards
 from hf_gpt2.data.sft import SFTLoader, prepare_sft_data
 from hf_gpt2.data.streaming import StreamingData, StreamingTokenLoader
-from hf_gpt2.errors import CheckpointError
+from hf_gpt2.errors import CheckpointError, DataError, StorageError
 from hf_gpt2.eval_report import EVAL_JSON, EvalReport
 from hf_gpt2.evaluation import run_tasks
-from hf_gpt2.evaluation.registry import resolve_tasks
-from hf_gpt2.folders import write_text_atomically
+from hf_gpt2.evaluation.registry import TASKS, resolve_tasks
+from hf_gpt2.folders import as_storage_error, write_text_atomically
 from hf_gpt2.locations import is_hub_id, missing_source_problem
 from hf_gpt2.recipe import HubConfig, Recipe
 from hf_gpt2.release import (
     check_samples_fit,
+    check_stock_export,
     generate_samples,
     load_release,
     save_stock_gpt2_export,
     write_release,
 )
 from hf_gpt2.tokenization import load_tokenizer
-from hf_gpt2.training.distributed import check_same_tokenizer
-from hf_gpt2.training.launch import launch
+from hf_gpt2.training.distributed import check_same_tokenizer, main_decides
+from hf_gpt2.training.launch import Launch, launch
 from hf_gpt2.training.loop import log_run_start, restore, train
 from hf_gpt2.training.metrics import device_name
-from hf_gpt2.training.run_folder import start_run_folder
+from hf_gpt2.training.run_folder import FINISHED, mark_finished, start_run_folder
 from hf_gpt2.training.trainer import Trainer, build_trainer
 
 logger = get_logger(__name__)
@@ -54,22 +63,34 @@ logger = get_logger(__name__)
 def run_pipeline(recipe: Recipe) -> Path:
     """Prepare the data, train, write the release, evaluate it, write the card and push, as the recipe says.
 
-    Everything is checked (tasks, batch plan, run folder, checkpoint, data, model shapes, that the samples fit in
-    the model's context) before the run folder is created, so a refused run changes nothing that exists.
+    Everything is checked (tasks and their data, local and Hub sources, the Hub token and repo for a push, batch
+    plan, run folder and its lock, checkpoint, data, model shapes, the stock export, that the samples fit in the
+    model's context) before the run folder is created, so a refused run changes nothing that exists.
 
     Returns:
         The run folder.
 
     Raises:
-        HfGPT2Error: a bad recipe, run folder, checkpoint or data set (one-line message), or a NaN/inf loss.
+        HfGPT2Error: a bad recipe, run folder, checkpoint or data set (one-line message), a NaN/inf loss, or a file
+            system that refuses a write (:class:`StorageError`, saying how to continue the run).
     """
     check_eval_tasks(recipe)
     check_sources(recipe)
     run = launch(recipe, download=download_checkpoint)
+    try:
+        main_decides(run.accelerator.state, lambda: check_hub_access(recipe.hub))
+        return train_and_finish(recipe, run)
+    finally:
+        run.release()
+
+
+def train_and_finish(recipe: Recipe, run: Launch) -> Path:
+    """The run in its locked folder: data, trainer, training, then the release (:func:`finish_or_stop`)."""
     tokenizer, prepared, loader_cls = prepare(recipe, run.accelerator)
     trainer = build_trainer(recipe, run.accelerator, run.plan, run.run_dir, tokenizer=tokenizer, prepared=prepared,
                             loader_cls=loader_cls)  # fmt: skip
     trainer.started_at = run.started_at
+    main_decides(run.accelerator.state, lambda: check_stock_export(run.accelerator.unwrap_model(trainer.model)))
     if run.checkpoint is not None:  # before anything is written: a checkpoint that does not fit changes nothing
         restore(trainer, run.checkpoint)
     check_samples_fit(recipe.sample, tokenizer, run.accelerator.unwrap_model(trainer.model).config)
@@ -83,7 +104,16 @@ def run_pipeline(recipe: Recipe) -> Path:
             uploads.close()
             uploads = None
         if finished:
-            finish_run(trainer)
+            finish_or_stop(trainer)
+    except (StorageError, OSError) as err:
+        storage = as_storage_error(err, run.run_dir)  # a write that names no file: TensorBoard's events
+        if storage is None:
+            raise
+        raise StorageError(
+            f"{storage}; to continue the run: run.name={run.run_dir.name} train.resume_from=latest",
+            path=storage.path,
+            errno=storage.errno,
+        ) from err
     finally:
         if uploads is not None:  # a failing run still finishes (or reports) the uploads it submitted
             uploads.close()
@@ -95,16 +125,56 @@ def run_pipeline(recipe: Recipe) -> Path:
 
 
 def check_eval_tasks(recipe: Recipe) -> None:
-    """Refuse unknown ``eval.tasks`` names and missing ``eval.data`` paths before training, not after it."""
-    if recipe.eval.tasks:
-        resolve_tasks(list(recipe.eval.tasks), dict(recipe.eval.data) or None)
+    """Refuse unknown ``eval.tasks`` names, missing ``eval.data`` paths and Hub data that cannot be had, before
+    training, not after it.
+
+    A task without ``eval.data`` reads its Hub dataset: it is loaded now (downloaded into the datasets cache, or
+    found there), so that the evaluation after training reads it from the cache, and a dataset that cannot be had
+    (offline without a cached copy, or the Hub unreachable) refuses the run now.
+
+    Raises:
+        UnknownTaskError, DataError: naming the task and the fix.
+    """
+    if not recipe.eval.tasks:
+        return
+    data = dict(recipe.eval.data)
+    for name in resolve_tasks(list(recipe.eval.tasks), data or None):
+        source = TASKS[name].hub
+        if name in data or source is None:
+            continue
+        try:
+            source.load(name)
+        except DataError as err:
+            offline = "HF_HUB_OFFLINE=1 is set and there is no cached copy; " if _hub_offline() else ""
+            raise DataError(
+                f"eval.tasks: {name} reads {source.describe()} from the Hub, which could not be loaded ({offline}"
+                f"{err.__cause__ or err}); set eval.data.{name}=PATH to a local copy, or drop {name} from "
+                "eval.tasks (checked before training: nothing was written)"
+            ) from err
+
+
+def _hub_offline() -> bool:
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
+def check_hub_access(hub_section: HubConfig) -> None:
+    """Before training: the token and the repo of ``hub.push_final`` / ``hub.push_checkpoints`` (main process)."""
+    if not ((hub_section.push_final or hub_section.push_checkpoints) and hub_section.repo_id):
+        return
+    setting = "hub.push_final" if hub_section.push_final else "hub.push_checkpoints"
+    try:
+        hub.check_hub_access(hub_section.repo_id)
+    except hub.HubError as err:
+        raise hub.HubError(
+            f"{setting}: {err}; or set hub.push_final=false and hub.push_checkpoints=false to train without the Hub "
+            "and push the release later with `hf-gpt2 push` (checked before training: nothing was written)"
+        ) from err
 
 
 def check_sources(recipe: Recipe) -> None:
     """Stop at once, before any data is prepared, when ``model.init`` or ``tokenizer.name`` is a local path that does
     not exist, when the recipe reads from the Hub and the Hub does not answer (``model.init`` or ``tokenizer.name`` a
-    Hub id, ``data.source=hub:``, ``train.resume_from=hub:``), or when it pushes checkpoints without a token that may
-    write to ``hub.repo_id`` (checked on the main process)."""
+    Hub id, ``data.source=hub:``, ``train.resume_from=hub:``). A push's token and repo: :func:`check_hub_access`."""
     model, tokenizer = recipe.model.init, recipe.tokenizer.name
     data, resume = recipe.data.source, recipe.train.resume_from or ""
     missing = [
@@ -121,8 +191,6 @@ def check_sources(recipe: Recipe) -> None:
     ]
     if reads:
         online.require_hub_reachable(f"read {', '.join(reads)}")
-    if recipe.hub.push_checkpoints and recipe.hub.repo_id and int(os.environ.get("RANK", "0")) == 0:
-        hub.check_hub_access(recipe.hub.repo_id)  # the token and write access, before training, not at step N
 
 
 def download_checkpoint(spec: str) -> Path:
@@ -166,8 +234,46 @@ def checkpoint_uploads(hub_section: HubConfig, accelerator: Accelerator) -> hub.
 # -- after training -------------------------------------------------------------------------------------------------
 
 
+class FinishInterrupted(BaseException):
+    """SIGTERM came while the release was written (a BaseException, so that nothing on the way swallows it)."""
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`FinishInterrupted`: each write in progress removes its temporary
+    folder on the way out, and the last step's checkpoint is already saved."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise FinishInterrupted
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def finish_or_stop(trainer: Trainer) -> EvalReport | None:
+    """Finish the run (:func:`finish_run`); on SIGTERM, stop and say how to finish it.
+
+    Returns:
+        The report, or None when SIGTERM stopped the finish.
+    """
+    try:
+        with sigterm_interrupts():
+            return finish_run(trainer)
+    except FinishInterrupted:
+        logger.warning(
+            "SIGTERM while the release of %s was written: it is not complete (no %s); the checkpoint of step %d is "
+            "saved, and the same command with train.resume_from=latest finishes it without training",
+            trainer.run_dir, FINISHED, trainer.step,
+        )  # fmt: skip
+        return None
+
+
 def finish_run(trainer: Trainer) -> EvalReport:
-    """Write ``final/``, sample, run ``eval.tasks``, write ``eval.json``, the model card, and push; return the report.
+    """Write ``final/``, sample, run ``eval.tasks``, write ``eval.json``, the model card, push, and last
+    ``finished.json``; return the report.
 
     The release is reloaded from disk for sampling and evaluation, which also proves that ``from_pretrained`` loads it
     (and works the same under FSDP or DeepSpeed, where the in-memory model is sharded).
@@ -193,8 +299,10 @@ def finish_run(trainer: Trainer) -> EvalReport:
         report.write(run_dir / EVAL_JSON)
         logger.info("eval.json: val_loss %.4f (ppl %.2f) at step %d", report.val_loss, report.val_perplexity,
                     trainer.step)  # fmt: skip
-        publish(final, run_dir, trainer.recipe)
+        pushed = publish(final, run_dir, trainer.recipe)
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process:  # last: the whole release is written
+        mark_finished(run_dir, {"step": trainer.step, "pushed": pushed})
     return report
 
 
@@ -239,8 +347,9 @@ def run_eval_tasks(trainer: Trainer, model: PreTrainedModel) -> dict[str, dict[s
     return results
 
 
-def publish(final: Path, run_dir: Path, recipe: Recipe) -> None:
-    """Write the model card and push the release when ``hub.push_final``."""
+def publish(final: Path, run_dir: Path, recipe: Recipe) -> str | None:
+    """Write the model card and push the release when ``hub.push_final``; return the commit's URL (None: no push)."""
     hub.write_model_card(final, run_dir)
     if recipe.hub.push_final and recipe.hub.repo_id:
-        hub.push_release(final, recipe.hub, run_dir=run_dir)
+        return hub.push_release(final, recipe.hub, run_dir=run_dir)
+    return None

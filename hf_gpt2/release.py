@@ -91,6 +91,21 @@ def save_stock_gpt2_export(model: Any, tokenizer: Any, directory: str | os.PathL
     return save_release(stock, tokenizer, directory)
 
 
+def check_stock_export(model: Any) -> None:
+    """Convert a weightless copy of ``model`` (on the meta device) to stock GPT-2, as the end of a run will.
+
+    Called before training, so that a model the stock export cannot represent fails now and not after the run.
+
+    Raises:
+        ConversionError: naming what does not convert.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) != "hf_gpt2":
+        return
+    with torch.device("meta"):
+        to_gpt2(AutoModelForCausalLM.from_config(copy.deepcopy(config)))
+
+
 def context_length(config: Any) -> int | None:
     """The longest sequence a model takes: ``n_positions`` (GPT-2) or ``max_position_embeddings``; None if neither."""
     found = context_limit(config)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hf_gpt2.convert import from_gpt2, load_causal_lm
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.folders import check_writable
 from hf_gpt2.release import save_release, save_stock_gpt2_export
 from hf_gpt2.tokenization import load_tokenizer_for
 
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 def run(args: argparse.Namespace) -> int:
     """Convert SRC to DST in the direction asked for; DST must be new (or an empty folder)."""
     _refuse_existing(args.dst)
+    check_writable(Path(args.dst), folder=True)  # a folder that cannot be written is refused before the model loads
     if args.from_gpt2:
         model = from_gpt2(args.src)
         out, kind = save_release(model, load_tokenizer_for(args.src), args.dst), "HfGPT2ForCausalLM"

@@ -17,7 +17,7 @@ from transformers.utils import logging as transformers_logging
 from hf_gpt2.devices import resolve_device
 from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
-from hf_gpt2.folders import write_text_atomically
+from hf_gpt2.folders import check_writable, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         transformers_logging.disable_progress_bar()
     tasks = resolve_tasks(args.tasks, data)  # fail on a bad name before loading the model
+    if args.output:
+        check_writable(Path(args.output))  # and on an --output that cannot be written, before the work
     accelerator = _accelerator_if_launched(args.device)
     device = accelerator.device if accelerator is not None else resolve_device(args.device)
     model, tokenizer = load_model_and_tokenizer(args.model, device=device, dtype=args.dtype)

@@ -8,7 +8,8 @@
 - :func:`download_checkpoint`: ``train.resume_from="hub:USER/NAME[@REV]"``.
 
 The token comes from ``hf auth login`` or HF_TOKEN and is never logged or written. :func:`check_hub_access` checks a
-token and write access before anything is written; :func:`hub_error` words a failed Hub call as one line.
+token and write access before anything is written (a push, and a run that pushes, before it trains);
+:func:`hub_error` words a failed Hub call as one line.
 """
 
 from __future__ import annotations

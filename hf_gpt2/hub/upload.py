@@ -28,6 +28,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from hf_gpt2 import online
 from hf_gpt2.errors import CheckpointError
+from hf_gpt2.folders import UPLOAD_STAGING_PREFIX, storage_errors
 from hf_gpt2.hub import common
 from hf_gpt2.hub.card import CARD, upload_manifest, write_model_card
 from hf_gpt2.hub.common import (
@@ -43,7 +44,7 @@ from hf_gpt2.hub.summary import EVENTS_DIR
 
 logger = logging.getLogger(__name__)
 
-_STAGING_PREFIX = ".hub-push-"
+_STAGING_PREFIX = UPLOAD_STAGING_PREFIX
 
 
 def _commit_files(
@@ -117,22 +118,27 @@ def push_release(
     api = common.make_api(token)
     message = commit_message or f"Upload {release.name} with hf_gpt2"
     retry = f"; the release is intact: hf-gpt2 push --model {release} --repo-id {repo_id}"
-    with tempfile.TemporaryDirectory(prefix="hf_gpt2-push-") as scratch:
+    with storage_errors(Path(tempfile.gettempdir())):  # a local disk, not the Hub: named as such
+        scratch_dir = tempfile.TemporaryDirectory(prefix="hf_gpt2-push-")
+    with scratch_dir as scratch:
         card_files: dict[str, Path] = {}
         if rewrite_card or not (release / CARD).is_file():
             license = hub_setting(hub_cfg, "license")
-            card_files = _stage_card(release, run_dir, Path(scratch) / "card", repo_id, license)
+            with storage_errors(Path(scratch)):
+                card_files = _stage_card(release, run_dir, Path(scratch) / "card", repo_id, license)
         else:
             ModelCard.load(release / CARD)  # fails here on metadata the Hub would refuse
         files = dict(sorted({**upload_manifest(release, run_dir), **card_files}.items()))
         try:
             _prepare_repo(api, repo_id, private=bool(hub_setting(hub_cfg, "private", False)), revision=revision)
-            files = _snapshot_events(files, Path(scratch) / "events")
+            with storage_errors(Path(scratch)):
+                files = _snapshot_events(files, Path(scratch) / "events")
             info = _commit_files(api, repo_id, files, path_in_repo="", revision=revision, message=message)
         except (HfHubHTTPError, httpx2.HTTPError, OSError, ValueError) as err:
             raise hub_error("pushing the release to", repo_id, err, retry) from err
-        for name, path in card_files.items():  # the commit is on the Hub: the release gets the card it shows
-            _replace_file(path, release / name)
+        with storage_errors(release):
+            for name, path in card_files.items():  # the commit is on the Hub: the release gets the card it shows
+                _replace_file(path, release / name)
     url = getattr(info, "commit_url", None) or f"{repo_id}@{revision or 'main'}"
     logger.info("pushed %d files of %s to %s (%s)", len(files), release, repo_id, url)
     return url

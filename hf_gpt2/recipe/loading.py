@@ -78,7 +78,8 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     if not path.is_file():
         shipped = sorted(p.name for p in Path("recipes").glob("*.yaml")) if Path("recipes").is_dir() else []
         hint = f"; shipped recipes in recipes/: {', '.join(shipped)}" if shipped else ""
-        raise RecipeError(f"recipe file {str(path)!r} not found{hint}")
+        found = "is a folder, not a YAML file" if path.is_dir() else "not found"
+        raise RecipeError(f"recipe file {str(path)!r} {found}{hint}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

@@ -305,7 +305,8 @@ class TrainConfig:
     eval_batches: int = 20
     """Micro-batches of val data per evaluation, per process."""
     save_every: int = 1000
-    """Write a resumable checkpoint every this many optimizer steps; 0 turns periodic checkpoints off."""
+    """Write a resumable checkpoint every this many optimizer steps; 0 turns periodic checkpoints off. The last step
+    is always saved (the release is written from it, and written again from it when the run is resumed)."""
     keep_last: int = 3
     """Keep only the newest this many checkpoints."""
     resume_from: str | None = None

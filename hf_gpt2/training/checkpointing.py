@@ -5,7 +5,9 @@ A checkpoint folder ``checkpoints/step-N/`` holds what ``accelerator.save_state`
 per process (the loader position), ``train_state.json`` (a :class:`~hf_gpt2.training.state.TrainState`: step, tokens,
 process count) and ``manifest.json`` (sha256 of
 every file, checked before loading so that a damaged file is named). It is written to ``checkpoints/.tmp-step-N/`` and
-renamed when complete, so a run killed mid-save leaves the previous checkpoints intact.
+renamed when complete, so a run killed mid-save leaves the previous checkpoints intact; a save that fails (a full
+disk) removes its temporary folder before it reports the error, so the disk is as free as before and a resume
+after freeing space continues from the last complete checkpoint.
 
 The folder is complete on the main process's filesystem even when the nodes of a multi-node run share none: every
 process that does not see the main's temporary folder (it lacks the main's marker file) sends its own per-process
@@ -29,7 +31,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
 from hf_gpt2.errors import CheckpointError
-from hf_gpt2.folders import STAGING_PREFIX, replace_folder
+from hf_gpt2.folders import STAGING_PREFIX, missing_folders, replace_folder, storage_errors
 from hf_gpt2.training.state import TrainState, checkpoint_dirs
 
 logger = logging.getLogger(__name__)
@@ -116,21 +118,28 @@ def save_checkpoint(
     Raises:
         CheckpointError: a process that does not share the main's filesystem wrote files other than its own
             per-process ones (sharded states), which the checkpoint on the main's filesystem would lack.
+        StorageError: the disk is full or refuses the write (naming the checkpoint); the temporary folder is gone.
     """
     step = train_state.step
     final, tmp = root / f"step-{step}", root / f"{_TMP_PREFIX}step-{step}"
-    new_parents = _missing_folders(root)  # before anyone creates them: what save_state makes on another disk
-    token = _start_tmp(accelerator, tmp)
-    accelerator.save_state(str(tmp))
-    torch.save(data_state, tmp / data_state_name(accelerator.process_index))
-    accelerator.wait_for_everyone()
-    shares_main = _holds_token(tmp, token)
-    sent = _gather_per_process_files(accelerator, tmp, shares_main)
-    if not shares_main:
-        _remove_stray(tmp, new_parents)
-    _check_nothing_stranded(tmp, sent)
+    new_parents = missing_folders(root)  # before anyone creates them: what save_state makes on another disk
+    try:
+        with storage_errors(final, staging=tmp):
+            token = _start_tmp(accelerator, tmp)
+            accelerator.save_state(str(tmp))
+            torch.save(data_state, tmp / data_state_name(accelerator.process_index))
+            accelerator.wait_for_everyone()
+            shares_main = _holds_token(tmp, token)
+            sent = _gather_per_process_files(accelerator, tmp, shares_main)
+            if not shares_main:
+                _remove_stray(tmp, new_parents)
+            _check_nothing_stranded(tmp, sent)
+            if accelerator.is_main_process:
+                _complete(tmp, final, dataclasses.replace(train_state, num_processes=accelerator.num_processes), sent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint must not keep the disk full
+        raise
     if accelerator.is_main_process:
-        _complete(tmp, final, dataclasses.replace(train_state, num_processes=accelerator.num_processes), sent)
         rotate_checkpoints(root, keep_last)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
@@ -168,15 +177,6 @@ def _holds_token(folder: Path, token: str) -> bool:
         return (folder / _MAIN_MARKER).read_text() == token
     except OSError:
         return False
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its parents that do not exist, deepest first."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def _gather_per_process_files(accelerator: Accelerator, tmp: Path, shares_main: bool) -> list[tuple[dict, list]]:
@@ -217,8 +217,9 @@ def _check_nothing_stranded(tmp: Path, sent: list[tuple[dict, list]]) -> None:
 
 
 def rotate_checkpoints(root: Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all) and stale temporary folders."""
-    for stale in root.glob(f"{_TMP_PREFIX}*"):
+    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all) and temporary checkpoint folders left
+    behind."""
+    for stale in root.glob(f"{_TMP_PREFIX}step-*"):
         shutil.rmtree(stale, ignore_errors=True)
     if keep_last > 0:
         for old in checkpoint_dirs(root)[:-keep_last]:

@@ -2,8 +2,9 @@
 
 :func:`train` runs the steps of a :class:`~hf_gpt2.training.trainer.Trainer` (one step is
 :func:`~hf_gpt2.training.step.optimizer_step`), logs every ``run.log_every`` steps, computes the val loss every
-``train.eval_every`` steps and at the end, and saves a checkpoint every ``train.save_every`` steps; each checkpoint
-goes to ``trainer.on_checkpoint`` (the pipeline's Hub upload). :func:`restore` continues from a checkpoint exactly.
+``train.eval_every`` steps and at the end, and saves a checkpoint every ``train.save_every`` steps and at the last
+step; each checkpoint goes to ``trainer.on_checkpoint`` (the pipeline's Hub upload). :func:`restore` continues from a
+checkpoint exactly.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ logger = get_logger(__name__)
 def train(trainer: Trainer) -> bool:
     """Run optimizer steps up to ``train.max_steps``; return False when stopped early by SIGTERM.
 
-    A finished run always ends with the val loss of its last step (also when it resumed at ``max_steps``).
+    A finished run always ends with the val loss of its last step (also when it resumed at ``max_steps``) and a
+    checkpoint of that step, so that the release can be written (or written again) without training.
     """
     recipe, accelerator = trainer.recipe, trainer.accelerator
     log_every, eval_every, save_every = intervals(recipe)
@@ -58,8 +60,14 @@ def train(trainer: Trainer) -> bool:
                 log_val_loss(trainer)
             if save_every and trainer.step % save_every == 0:
                 save(trainer)
-    if trainer.last_val_step != trainer.step:
-        log_val_loss(trainer)
+        if trainer.last_val_step != trainer.step:
+            log_val_loss(trainer)
+        if not saved_at_this_step(trainer):  # what follows (release, evaluation, push) resumes from the last step
+            save(trainer)
+        if _stop_agreed(trainer):
+            logger.info("SIGTERM after the last step %d (saved); finish the run with train.resume_from=latest",
+                        trainer.step)  # fmt: skip
+            return False
     return True
 
 

@@ -1,5 +1,6 @@
 """Run folders: ``run.output_dir/<name>/``, with a docker-style name and the hour when none is given; which
-checkpoint ``train.resume_from`` names; and creating the folder (``recipe.yaml``, ``checkpoints/``, ``tb/``).
+checkpoint ``train.resume_from`` names; creating the folder (``recipe.yaml``, ``checkpoints/``, ``tb/``); and
+``finished.json``, written when the whole release is (a run with ``final/`` but without it is finished by resuming).
 
 A ``hub:USER/NAME[@REV]`` checkpoint is fetched by the ``download`` function the caller hands in
 (:func:`hf_gpt2.pipeline.download_checkpoint`): training itself never talks to the Hub.
@@ -7,6 +8,7 @@ A ``hub:USER/NAME[@REV]`` checkpoint is fetched by the ``download`` function the
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import socket
@@ -18,13 +20,20 @@ from typing import Any
 from accelerate import Accelerator
 
 from hf_gpt2.errors import CheckpointError, RunFolderError
+from hf_gpt2.folders import STAGING_PREFIX, UPLOAD_STAGING_PREFIX, remove_path, storage_errors, write_text_atomically
 from hf_gpt2.recipe import Recipe, dump_recipe, recipe_to_dict
+from hf_gpt2.training.run_lock import LOCK_FILE
 from hf_gpt2.training.state import is_checkpoint, latest_checkpoint
 
 logger = logging.getLogger(__name__)
 
 Download = Callable[[str], Path]
 """Fetches a ``hub:USER/NAME[@REV]`` checkpoint and returns its local folder."""
+
+FINISHED = "finished.json"
+"""Written last, once the release, the export, the samples, eval.json, the card and the push are all done."""
+STAGING_FOLDERS = (".", "checkpoints", "final")
+"""Where a run writes through temporary names (removed at the start of the next run in the folder)."""
 
 _ADJECTIVES = (
     "admiring adoring affectionate amazing awesome blissful bold brave busy calm charming clever cool compassionate "
@@ -58,8 +67,19 @@ def new_run_name(now: float | None = None) -> str:
 
 
 def is_nonempty_dir(path: Path) -> bool:
-    """True when ``path`` is a folder with anything in it."""
-    return path.is_dir() and any(path.iterdir())
+    """True when ``path`` is a folder with anything in it (the lock file of a run starting there aside)."""
+    return path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
+
+
+def is_finished(run_dir: Path) -> bool:
+    """True when the run wrote its whole release (``finished.json``) and the release is there."""
+    return (run_dir / FINISHED).is_file() and (run_dir / "final").exists()
+
+
+def mark_finished(run_dir: Path, facts: dict[str, Any]) -> Path:
+    """Write ``finished.json`` (the last file of a run): ``facts`` plus the time."""
+    record = {**facts, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return write_text_atomically(run_dir / FINISHED, json.dumps(record, indent=2) + "\n")
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:
@@ -182,12 +202,19 @@ def _from_path(path: Path, output_dir: Path, named: Path | None) -> tuple[Path, 
 
 
 def _unfinished(run_dir: Path, checkpoint: Path | None) -> Path:
-    """Refuse to continue a run that already wrote its release: resuming would overwrite ``final/``."""
-    if checkpoint is not None and (run_dir / "final").exists():
+    """Refuse to continue a run that already wrote its whole release: resuming would overwrite ``final/``.
+
+    A run whose release was begun but not completed (no ``finished.json``: an evaluation, an export or the push
+    failed, or SIGTERM came while it was written) continues: from its last step's checkpoint that writes the
+    release again and completes it, without training.
+    """
+    if checkpoint is not None and is_finished(run_dir):
         raise RunFolderError(
-            f"{run_dir} is finished (its final/ exists) and resuming it would overwrite that release; "
+            f"{run_dir} is finished (its {FINISHED} and final/ exist) and resuming it would overwrite that release; "
             f"to train on from {checkpoint}, start a new run: run.name=NEW_NAME train.resume_from={checkpoint}"
         )
+    if checkpoint is not None and (run_dir / "final").exists():
+        logger.warning("%s: its release is not complete (no %s); finishing it from %s", run_dir, FINISHED, checkpoint)
     return run_dir
 
 
@@ -198,14 +225,30 @@ def _subdirs(folder: Path) -> list[Path]:
 def start_run_folder(accelerator: Accelerator, recipe: Recipe, run_dir: Path, step: int = 0) -> None:
     """Create the run folder, write the resolved recipe.yaml, and open TensorBoard in ``<run>/tb``.
 
-    ``step`` is where a resumed run continues: TensorBoard drops the events a killed run logged after it.
+    ``step`` is where a resumed run continues: TensorBoard drops the events a killed run logged after it. The
+    temporary files and folders that an earlier run in this folder left behind (killed, or stopped by a full disk)
+    are removed first: the main process holds the folder's lock, so nobody else is writing them.
     """
     if accelerator.is_main_process:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for stale in stale_staging(run_dir):
+            logger.info("removing %s, left behind by an earlier run", stale)
+            remove_path(stale)
+        with storage_errors(run_dir / "checkpoints"):
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, run_dir / "recipe.yaml")
     accelerator.wait_for_everyone()
     purge = {"tensorboard": {"purge_step": step + 1}} if step else {}
     accelerator.init_trackers("tb", config=_hparams(recipe_to_dict(recipe)), init_kwargs=purge)
+
+
+def stale_staging(run_dir: Path) -> list[Path]:
+    """The temporary files and folders in a run folder (checkpoints, release, reports and uploads being written)."""
+    found = []
+    for name in STAGING_FOLDERS:
+        folder = run_dir / name
+        if folder.is_dir():
+            found += [p for p in folder.iterdir() if p.name.startswith((STAGING_PREFIX, UPLOAD_STAGING_PREFIX))]
+    return sorted(found)
 
 
 def _hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
