@@ -90,7 +90,8 @@ def test_ptb_and_lm1b_print_the_papers_numbers_beside_the_results(folders, tmp_p
     assert results["ptb"]["n"] == 2 and results["lm1b"]["n"] == 2
     rows = {tuple(line.split()[:2]): line.split() for line in capsys.readouterr().out.splitlines()}
     ptb_row = rows[("ptb", "word_perplexity")]
-    assert ptb_row[2] == f"{results['ptb']['word_perplexity']:.2f}" and ptb_row[3] == "65.85" and ptb_row[-1] == "2"
+    assert ptb_row[2] == f"{results['ptb']['word_perplexity']:.2f}" and ptb_row[3] == "65.85" and ptb_row[6] == "2"
+    assert ptb_row[7] == str(folders / "ptb.test.txt")  # the data column names what was scored
     assert rows[("lm1b", "word_perplexity")][3] == "75.20"
     assert ("ptb", "token_perplexity") in rows and ("lm1b", "token_perplexity") in rows
 
@@ -182,14 +183,25 @@ def test_format_table_lines_up_results_and_references():
     table = format_table(
         {
             "lambada_openai": {"acc": 0.3, "ppl": 41.5, "n": 5153.0},
+            "lambada_openai_paper": {"acc": 0.45, "ppl": 36.0, "n": 5153.0},
             "wikitext2": {"word_perplexity": 30.1, "token_perplexity": 20.0, "bits_per_byte": 0.7, "n": 62.0},
-        }
+            "cbt_cn": {"acc": 0.8, "n": 2000.0},
+        },
+        sources={"cbt_cn": "cam-cst/cbt (CN), split validation"},
     )
     lines = table.splitlines()
-    assert lines[0].split() == ["task", "metric", "value", "GPT-2", "paper", "124M", "lm-eval", "gpt2", "n"]
-    assert lines[2].split() == ["lambada_openai", "acc", "(%)", "30.00", "-", "32.56", "5153"]
-    assert lines[4].split() == ["wikitext2", "word_perplexity", "30.10", "29.41", "-", "62"]
-    assert len({len(line) for line in lines[:2]}) == 1
+    assert lines[0].split() == [
+        "task", "metric", "value", "GPT-2", "paper", "124M", "lm-eval", "gpt2", "other", "124M", "(source)", "n",
+        "data",
+    ]  # fmt: skip
+    assert lines[2].split() == ["lambada_openai", "acc", "(%)", "30.00", "-", "32.56", "-", "5153", "-"]
+    assert lines[4].split() == [
+        "lambada_openai_paper", "acc", "(%)", "45.00", "45.99", "-", "46.67", "(bflm", "eval_lambada.py)", "5153", "-"
+    ]  # fmt: skip
+    assert lines[6].split() == ["wikitext2", "word_perplexity", "30.10", "29.41", "-", "-", "62", "-"]
+    assert lines[-1].split()[-5:] == ["2000", "cam-cst/cbt", "(CN),", "split", "validation"]
+    assert len(lines[1]) == max(len(line) for line in lines)  # the rule spans every column
+    assert {line.index("n  data") for line in lines[:1]} == {lines[-1].index("2000  cam") + 3}  # columns line up
 
 
 @pytest.mark.slow

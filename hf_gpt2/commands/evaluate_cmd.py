@@ -28,22 +28,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tasks",
         required=True,
         help="comma-separated tasks or groups: gpt2-paper, all, lambada_openai, lambada_openai_paper, wikitext2, "
-        "wikitext103, ptb, lm1b, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss",
+        "wikitext103, ptb, lm1b, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss, core",
     )
     parser.add_argument(
         "--data",
         action="append",
         default=[],
         metavar="TASK=PATH",
-        help="a local file or folder for a task instead of its Hub dataset (repeatable)",
+        help="a local file or folder for a task instead of its Hub dataset (repeatable); core also takes "
+        "hf://datasets/OWNER/REPO",
     )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N documents/items per task")
     parser.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="weights dtype: float32, bfloat16, float16 (default: as saved)")
-    parser.add_argument("--context", type=int, default=None, help="rolling tasks: tokens per window")
-    parser.add_argument("--stride", type=int, default=None, help="rolling tasks: new tokens per window")
-    parser.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT/PTB/1BW text as tokenized")
+    protocol = parser.add_argument_group("protocol (every default is lm-evaluation-harness's choice)")
+    protocol.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per forward pass (default: the config's n_positions/max_position_embeddings/n_ctx, else the "
+        "tokenizer's model_max_length)",
+    )
+    protocol.add_argument("--context", type=int, default=None, help="rolling tasks: tokens per window (default: all)")
+    protocol.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="rolling tasks: new tokens per window (default: --context, disjoint windows; enwik8/text8: half of it)",
+    )
+    protocol.add_argument(
+        "--prefix-token-id",
+        type=int,
+        default=None,
+        help="the token before documents and empty contexts (default: BOS, else EOS)",
+    )
+    protocol.add_argument(
+        "--add-special-tokens",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="encode documents and contexts with the tokenizer's special tokens (default: the tokenizer's own "
+        "choice; GPT-2's BPE adds none)",
+    )
+    protocol.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT/PTB/1BW text as tokenized")
+    protocol.add_argument(
+        "--cbt-split",
+        choices=("validation", "test"),
+        default=None,
+        help="CBT split (default validation, the GPT-2 paper's)",
+    )
+    protocol.add_argument(
+        "--test-bytes",
+        type=int,
+        default=None,
+        help="enwik8/text8: score the file's last N bytes (default 5,000,000, the standard test split; 0 = the "
+        "whole file)",
+    )
     parser.add_argument("--output", default=None, metavar="FILE.json", help="write the results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -61,18 +101,34 @@ def parse_data_args(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, run the tasks, print the table and write the JSON."""
-    from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
+    from hf_gpt2.evaluation import (
+        TASKS,
+        EvalOptions,
+        describe_data,
+        format_table,
+        load_model_and_tokenizer,
+        resolve_tasks,
+        run_tasks,
+    )
 
     data = parse_data_args(args.data)
     if args.no_progress:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+    options = EvalOptions(
+        context=args.context,
+        stride=args.stride,
+        detokenize=not args.no_detokenize,
+        max_length=args.max_length,
+        add_special_tokens=args.add_special_tokens,
+        prefix_token_id=args.prefix_token_id,
+        **{k: v for k, v in (("cbt_split", args.cbt_split), ("test_bytes", args.test_bytes)) if v is not None},
+    )
     tasks = resolve_tasks(args.tasks, data)  # fail on a bad name before loading the model
     accelerator = _accelerator_if_launched(args.device)
     device = accelerator.device if accelerator is not None else args.device
     model, tokenizer = load_model_and_tokenizer(args.model, device=device, dtype=args.dtype)
-    options = EvalOptions(context=args.context, stride=args.stride, detokenize=not args.no_detokenize)
     started = time.perf_counter()
     results = run_tasks(
         model,
@@ -87,12 +143,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if accelerator is not None and not accelerator.is_main_process:
         return 0
-    sys.stdout.write(format_table(results, title=f"model: {args.model}") + "\n")
+    sources = describe_data(tasks, data, options)
+    sys.stdout.write(format_table(results, title=f"model: {args.model}", sources=sources) + "\n")
     if args.output:
         settings = {
             "tasks": tasks,
             "data": data,
-            "sources": {name: TASKS[name].describe_source(data.get(name)) for name in tasks},
+            "sources": {name: TASKS[name].describe_source(data.get(name), options) for name in tasks},
+            "scored": sources,
             "limit": args.limit,
             "batch_size": args.batch_size,
             "device": str(model.device),
@@ -100,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
             "context": args.context,
             "stride": args.stride,
             "detokenize": not args.no_detokenize,
+            "max_length": args.max_length,
+            "prefix_token_id": args.prefix_token_id,
+            "add_special_tokens": args.add_special_tokens,
+            "cbt_split": options.cbt_split,
+            "test_bytes": options.test_bytes,
             "num_processes": 1 if accelerator is None else accelerator.num_processes,
             "seconds": round(time.perf_counter() - started, 2),
         }

@@ -47,7 +47,7 @@ TASK_GROUPS: dict[str, list[str]] = {
     "gpt2-paper": _PAPER,
     "all": [*_PAPER, "hellaswag", "val_loss"],
 }
-"""Groups of tasks. Tasks without a Hub source (enwik8, text8, val_loss) run in a group only when data is given."""
+"""Groups of tasks. Tasks without a default source (enwik8, text8, val_loss) run in a group only when data is given."""
 
 
 def resolve_tasks(tasks: str | Iterable[str], data: Mapping[str, str] | None = None) -> list[str]:
@@ -67,17 +67,18 @@ def resolve_tasks(tasks: str | Iterable[str], data: Mapping[str, str] | None = N
     for key, path in data.items():
         if key not in TASKS:
             raise UnknownTaskError(f"--data names an unknown task {key!r}{_did_you_mean(key)}")
-        resolve_path(key, path)
+        if not (TASKS[key].accepts_hub_paths and str(path).startswith("hf://")):
+            resolve_path(key, path)
     names: list[str] = []
     for part in parts:
         if part in TASK_GROUPS:
             for name in TASK_GROUPS[part]:
-                if TASKS[name].hub is None and name not in data:
+                if not TASKS[name].has_default_source() and name not in data:
                     logger.info("%s: skipping %s (no data given: --data %s=PATH)", part, name, name)
                 elif name not in names:
                     names.append(name)
         elif part in TASKS:
-            if TASKS[part].hub is None and part not in data:
+            if not TASKS[part].has_default_source() and part not in data:
                 raise DataError(f"{part} needs data: pass --data {part}=PATH ({TASKS[part].summary})")
             if part not in names:
                 names.append(part)

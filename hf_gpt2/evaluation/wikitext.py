@@ -51,7 +51,10 @@ def wikitext_detokenize(text: str) -> str:
 
 
 def split_pages(text: str) -> list[str]:
-    """Split a WikiText file into articles at its level-1 headings (EleutherAI/wikitext_document_level's rule)."""
+    """Split a WikiText file into articles at its level-1 headings (EleutherAI/wikitext_document_level's rule).
+
+    Blank lines before the first heading (the files start with one) are not an article.
+    """
     pages, lines = [], []
     for line in text.split("\n"):
         heading = line.replace("= = =", "===").replace("= =", "==").strip()
@@ -106,8 +109,8 @@ class WikiText(Task):
             rows = read_records(self.name, record_files(self.name, resolve_path(self.name, data)))
         else:
             rows = load_records(self.name, None, self.hub)  # the Hub's line rows
-        if "page" in rows[0]:
-            return [str(row["page"]) for row in rows if str(row["page"]).strip()]
+        if "page" in rows[0]:  # EleutherAI/wikitext_document_level's rows: every one is scored, as lm-eval does
+            return [str(row["page"]) for row in rows]
         if "text" in rows[0]:
             return split_pages(lines_to_text(rows))
         raise DataError(
