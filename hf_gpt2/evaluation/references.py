@@ -39,6 +39,15 @@ class Published(NamedTuple):
 
 OTHER_124M: dict[str, dict[str, Published]] = {
     "lambada_openai_paper": {"acc": Published(0.4667, "bflm eval_lambada.py")},
+    "core": {
+        "core": Published(0.1139, "nanochat; 1.5B: 0.2565"),
+        "acc_hellaswag_zeroshot": Published(0.309, "nanochat"),
+        "acc_lambada_openai": Published(0.323, "nanochat"),
+        "acc_hellaswag": Published(0.308, "nanochat"),
+        "acc_piqa": Published(0.623, "nanochat"),
+        "acc_arc_easy": Published(0.412, "nanochat"),
+        "acc_arc_challenge": Published(0.222, "nanochat"),
+    },
 }
 """Published reproductions on the same `gpt2` weights: cybertronai/bflm's ``eval_lambada.py`` (the paper's last-token
 LAMBADA on OpenAI's file), and nanochat's CORE evaluation (the CORE score of GPT-2 124M and of GPT-2 1.5B, and the six

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation.base import EvalOptions
+from hf_gpt2.evaluation.core import CORE_TASKS
 from hf_gpt2.evaluation.references import LM_EVAL_GPT2, OTHER_124M, PAPER_124M
 from hf_gpt2.evaluation.registry import TASKS, resolve_tasks
 from hf_gpt2.evaluation.scoring import LoglikelihoodScorer
@@ -34,6 +35,7 @@ HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "text8": ("bits_per_char",),
     "hellaswag": ("acc", "acc_norm"),
     "val_loss": ("loss", "ppl"),
+    "core": ("core", *(f"acc_{label}" for label in CORE_TASKS)),
 }
 _BOOKKEEPING = {"n", "tokens", "context", "stride"}
 
