@@ -104,12 +104,13 @@ def test_an_empty_ptb_file_is_one_line_and_exit_2(folders, capsys):
     assert "Traceback" not in err and err.count("\n") == 1
 
 
-def test_stock_gpt2_and_its_hf_gpt2_conversion_give_identical_numbers(folders, tmp_path):
+def test_stock_gpt2_and_its_hf_gpt2_conversion_give_the_same_numbers(folders, tmp_path):
+    """The same function through other kernels (padded vocabulary, one-kernel GELU): equal to float32 rounding."""
     assert main(eval_args(folders, "stock", "--output", str(tmp_path / "stock.json"))) == 0
     assert main(eval_args(folders, "converted", "--output", str(tmp_path / "converted.json"))) == 0
     stock, converted = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("stock", "converted"))
     for task in ("lambada_openai", "hellaswag", "wikitext2"):
-        assert converted[task] == stock[task]  # bit for bit: the conversion is a transpose, the math the same
+        assert converted[task] == pytest.approx(stock[task], rel=1e-6)
 
 
 def test_a_folder_without_tokenizer_says_it_uses_the_gpt2_bpe(folders, caplog):

@@ -251,3 +251,52 @@ def test_decode_split_keeps_whole_characters_and_names_bad_bytes():
     assert decode_split("enwik8", "ab😀".encode()[:-1]) == ("ab", 0, 3)  # an incomplete last character
     with pytest.raises(DataError, match=r"enwik8: the bytes at offset 102 are not UTF-8"):
         decode_split("enwik8", b"ab\xff\xfecd", offset=100)
+
+
+@pytest.mark.parametrize("kind", ["stock", "hf_gpt2"])
+def test_rows_of_different_lengths_keep_only_their_continuation_logits(kind, gpt2_tokenizer):
+    """A batch whose continuations sit far apart asks the model for those positions only (a logits_to_keep tensor),
+    and scores every request as one unbatched forward pass would."""
+    from hf_gpt2.convert import from_gpt2
+    from hf_gpt2.evaluation import LoglikelihoodRequest
+
+    model = stock_gpt2(n_positions=64) if kind == "stock" else from_gpt2(stock_gpt2(n_positions=64)).eval()
+    requests = [
+        LoglikelihoodRequest(context=list(range(100, 100 + n)), continuation=[7, 8, 9][: 1 + n % 3])
+        for n in (60, 3, 31, 12, 45)
+    ]
+    seen = []
+    forward = model.forward
+
+    def recording_forward(*args, **kwargs):
+        seen.append(kwargs.get("logits_to_keep"))
+        return forward(*args, **kwargs)
+
+    scorer = LoglikelihoodScorer(model, gpt2_tokenizer, batch_size=5, progress=False)
+    model.forward = recording_forward
+    results = scorer.loglikelihood(requests)
+    assert isinstance(seen[0], torch.Tensor) and len(seen[0]) == sum(len(r.continuation) for r in requests)
+    for request, result in zip(requests, results, strict=True):
+        ids = [*request.context, *request.continuation]
+        with torch.no_grad():
+            logits = forward(input_ids=torch.tensor([ids[:-1]])).logits[0, -len(request.continuation) :]
+        expected = torch.log_softmax(logits.double(), -1).gather(1, torch.tensor(request.continuation)[:, None]).sum()
+        assert result.log_likelihood == pytest.approx(expected.item(), rel=1e-5)
+        assert result.is_greedy == bool((logits.argmax(-1) == torch.tensor(request.continuation)).all())
+
+
+def test_a_stock_gpt2_and_its_conversion_agree_to_float32_rounding_at_width_256(tmp_path, gpt2_tokenizer):
+    """What the README promises: logits within 1e-5, the suite's numbers within 1e-6 relative (not bit for bit)."""
+    from hf_gpt2.convert import from_gpt2
+
+    torch.manual_seed(0)
+    stock = GPT2LMHeadModel(GPT2Config(n_embd=256, n_layer=4, n_head=4, n_positions=128)).eval()
+    converted = from_gpt2(stock).eval()
+    ids = torch.tensor([gpt2_tokenizer(" ".join(["the cat sat on the mat"] * 30))["input_ids"][:128]])
+    with torch.no_grad():
+        assert (stock(ids).logits - converted(ids).logits).abs().max() < 1e-5
+    passages = [f"passage {i} says that the cat sat on the mat number {i}" for i in range(12)]
+    (tmp_path / "l.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in passages))
+    data = {"lambada_openai": str(tmp_path / "l.jsonl")}
+    a, b = (run_tasks(m, gpt2_tokenizer, ["lambada_openai"], data=data, progress=False) for m in (stock, converted))
+    assert b["lambada_openai"] == pytest.approx(a["lambada_openai"], rel=1e-6)

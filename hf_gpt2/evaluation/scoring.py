@@ -313,15 +313,32 @@ class LoglikelihoodScorer:
             "input_ids": input_ids.to(self.device),
             "attention_mask": attention_mask.to(self.device),
         }
-        first_kept = min(starts)  # only positions from here on predict a continuation token
-        if self._keeps_logits:
-            kwargs["logits_to_keep"] = width - first_kept
+        # Only the positions that predict a continuation token go through the LM head: the last `width - first`
+        # positions, or the positions themselves when fewer (rows of different lengths put theirs far apart).
+        first = min(starts)
+        spans = [range(start, start + len(target)) for start, target in zip(starts, targets, strict=True)]
+        needed = sorted({p for span in spans for p in span})
+        kept: list[int] | None = None
+        if self._keeps_logits and len(needed) < width - first:
+            kept = needed
+            kwargs["logits_to_keep"] = torch.tensor(needed, dtype=torch.long, device=self.device)
+        elif self._keeps_logits:
+            kwargs["logits_to_keep"] = width - first
         with self.accelerator.autocast() if self.accelerator is not None else contextlib.nullcontext():
             logits = self.model(**kwargs).logits  # (B, T_kept, V)
+        if kept is not None and logits.shape[1] != len(kept):
+            raise HfGPT2Error(
+                f"{type(self.model).__name__} returned {logits.shape[1]} positions for a logits_to_keep tensor of "
+                f"{len(kept)}; its forward does not support tensor logits_to_keep"
+            )
+        index = {p: i for i, p in enumerate(kept)} if kept is not None else None
         offset = width - logits.shape[1]
         out = torch.empty(len(batch), 2, dtype=torch.float64, device=self.device)
-        for row, (start, target) in enumerate(zip(starts, targets, strict=True)):
-            row_logits = logits[row, start - offset : start - offset + len(target)].float()  # (n, V)
+        for row, (span, target) in enumerate(zip(spans, targets, strict=True)):
+            if index is None:
+                row_logits = logits[row, span.start - offset : span.stop - offset].float()  # (n, V)
+            else:
+                row_logits = logits[row, torch.tensor([index[p] for p in span], device=logits.device)].float()
             target_ids = target.to(row_logits.device)
             token_logprobs = row_logits.gather(-1, target_ids[:, None]).squeeze(-1) - row_logits.logsumexp(-1)
             out[row, 0] = token_logprobs.double().sum()
