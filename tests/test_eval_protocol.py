@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from test_eval_tasks import direct_rolling_log_likelihood
 from tokenizers.processors import TemplateProcessing
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -188,16 +189,7 @@ def test_cbt_folders_give_the_asked_split_and_a_file_of_another_split_is_refused
 
 def direct_bits(model, ids, context, stride):
     """-log2 p of ids[1:] with rolling windows of `context` inputs predicting `stride` new tokens after the first."""
-    total, done = 0.0, 1
-    while done < len(ids):
-        end = min(len(ids), done + (context if done == 1 else stride))
-        window = ids[max(0, end - 1 - context) : end]
-        with torch.no_grad():
-            logits = model(torch.tensor([window[:-1]])).logits[0]
-        new = end - done
-        total += torch.nn.functional.cross_entropy(logits[-new:], torch.tensor(window[-new:]), reduction="sum").item()
-        done = end
-    return total / math.log(2)
+    return -direct_rolling_log_likelihood(model, ids, context, stride) / math.log(2)
 
 
 def test_enwik8_scores_the_last_bytes_exactly_and_skips_a_character_cut_by_the_split(tmp_path, gpt2_tokenizer):

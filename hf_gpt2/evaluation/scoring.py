@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 # then the tokenizer's model_max_length); the others are read only when all of those are missing.
 LM_EVAL_CONTEXT_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx")
 _OTHER_CONTEXT_ATTRIBUTES = ("max_sequence_length", "seq_length")
+# Scored tokens per log-softmax call: bounds the extra memory to _SCORE_CHUNK x vocabulary floats.
+_SCORE_CHUNK = 2048
 # transformers' "no limit" value of tokenizer.model_max_length (int(1e30)), which lm-evaluation-harness ignores.
 TOKENIZER_INFINITY = 1000000000000000019884624838656
 
@@ -331,16 +333,20 @@ class LoglikelihoodScorer:
                 f"{type(self.model).__name__} returned {logits.shape[1]} positions for a logits_to_keep tensor of "
                 f"{len(kept)}; its forward does not support tensor logits_to_keep"
             )
-        index = {p: i for i, p in enumerate(kept)} if kept is not None else None
+        # The scored tokens' logits rows, gathered in chunks of (n, V): a log-softmax and argmax per chunk, not row.
+        columns = {p: i for i, p in enumerate(kept)} if kept is not None else None
         offset = width - logits.shape[1]
-        out = torch.empty(len(batch), 2, dtype=torch.float64, device=self.device)
-        for row, (span, target) in enumerate(zip(spans, targets, strict=True)):
-            if index is None:
-                row_logits = logits[row, span.start - offset : span.stop - offset].float()  # (n, V)
-            else:
-                row_logits = logits[row, torch.tensor([index[p] for p in span], device=logits.device)].float()
-            target_ids = target.to(row_logits.device)
-            token_logprobs = row_logits.gather(-1, target_ids[:, None]).squeeze(-1) - row_logits.logsumexp(-1)
-            out[row, 0] = token_logprobs.double().sum()
-            out[row, 1] = float(bool((row_logits.argmax(-1) == target_ids).all()))
+        owner = torch.tensor([row for row, span in enumerate(spans) for _ in span], dtype=torch.long)
+        cols = [columns[p] if columns is not None else p - offset for span in spans for p in span]
+        cols = torch.tensor(cols, dtype=torch.long)
+        target_ids = torch.cat(targets)
+        out = torch.zeros(len(batch), 2, dtype=torch.float64, device=logits.device)
+        for chunk in torch.arange(len(owner)).split(_SCORE_CHUNK):
+            device_rows = owner[chunk].to(logits.device)
+            chunk_logits = logits[device_rows, cols[chunk].to(logits.device)].float()  # (n, V)
+            chunk_targets = target_ids[chunk].to(logits.device)
+            logprobs = chunk_logits.gather(-1, chunk_targets[:, None]).squeeze(-1) - chunk_logits.logsumexp(-1)
+            out[:, 0].index_add_(0, device_rows, logprobs.double())
+            out[:, 1].index_add_(0, device_rows, (chunk_logits.argmax(-1) != chunk_targets).double())
+        out[:, 1] = (out[:, 1] == 0).double()  # every token of the continuation was the argmax
         return out
