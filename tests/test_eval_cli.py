@@ -96,6 +96,25 @@ def test_ptb_and_lm1b_print_the_papers_numbers_beside_the_results(folders, tmp_p
     assert ("ptb", "token_perplexity") in rows and ("lm1b", "token_perplexity") in rows
 
 
+def test_protocol_switches_reach_the_tasks_and_the_results_json(folders, tmp_path):
+    default, switched = tmp_path / "default.json", tmp_path / "switched.json"
+    wiki = ["eval", "--model", str(folders / "stock"), "--tasks", "wikitext2", "--device", "cpu", "--no-progress",
+            "--data", f"wikitext2={folders / 'wiki.test.raw'}"]  # fmt: skip
+    assert main([*wiki, "--output", str(default)]) == 0
+    switches = ["--max-length", "16", "--prefix-token-id", "13", "--no-add-special-tokens", "--cbt-split", "test"]
+    assert main([*wiki, *switches, "--test-bytes", "0", "--output", str(switched)]) == 0
+    one, two = json.loads(default.read_text()), json.loads(switched.read_text())
+    assert one["settings"]["cbt_split"] == "validation" and one["settings"]["test_bytes"] == 5_000_000
+    assert one["settings"]["max_length"] is None and one["wikitext2"]["context"] == 64
+    assert {k: two["settings"][k] for k in ("max_length", "prefix_token_id", "add_special_tokens", "cbt_split")} == {
+        "max_length": 16, "prefix_token_id": 13, "add_special_tokens": False, "cbt_split": "test"
+    }  # fmt: skip
+    assert two["settings"]["test_bytes"] == 0 and two["wikitext2"]["context"] == 16
+    assert two["wikitext2"]["tokens"] == one["wikitext2"]["tokens"]  # the same tokens, other windows and prefix
+    assert two["wikitext2"]["word_perplexity"] != one["wikitext2"]["word_perplexity"]
+    assert two["settings"]["scored"] == {"wikitext2": str(folders / "wiki.test.raw")}
+
+
 def test_an_empty_ptb_file_is_one_line_and_exit_2(folders, capsys):
     argv = ["eval", "--model", str(folders / "stock"), "--tasks", "ptb", "--data", f"ptb={folders / 'empty.txt'}"]
     assert main([*argv, "--device", "cpu", "--no-progress"]) == 2

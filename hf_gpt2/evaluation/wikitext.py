@@ -2,8 +2,8 @@
 
 Each Wikipedia article is one document (split on the level-1 headings ``" = Title = "``, as in
 EleutherAI/wikitext_document_level). It is detokenized (``" @-@ "`` → ``"-"``, ``" , "`` → ``", "``, the reversible
-rules lm-evaluation-harness uses in place of the paper's unpublished invertible detokenizers), prefixed with the EOS
-token and scored in windows (:func:`hf_gpt2.evaluation.scoring.rolling_windows`).
+rules lm-evaluation-harness uses in place of the paper's unpublished invertible detokenizers), prefixed with the
+prefix token (BOS, else EOS) and scored in windows (:func:`hf_gpt2.evaluation.scoring.rolling_windows`).
 
 Reported: ``word_perplexity`` (normalised by the whitespace-separated words of the original text, the paper's unit
 and lm-evaluation-harness's), ``token_perplexity`` (per BPE token), ``byte_perplexity`` and ``bits_per_byte``.
