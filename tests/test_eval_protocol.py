@@ -292,3 +292,19 @@ def test_a_stock_gpt2_and_its_conversion_agree_to_float32_rounding_at_width_256(
     data = {"lambada_openai": str(tmp_path / "l.jsonl")}
     a, b = (run_tasks(m, gpt2_tokenizer, ["lambada_openai"], data=data, progress=False) for m in (stock, converted))
     assert b["lambada_openai"] == pytest.approx(a["lambada_openai"], rel=1e-6)
+
+
+def test_long_windows_are_scored_like_short_ones(tmp_path, gpt2_tokenizer):
+    """Windows of 300 predicted tokens (scored on views of the logits) and of 40 (gathered) both equal a direct
+    computation."""
+    model = stock_gpt2(n_positions=320)
+    page = " = Long = \n " + " ".join(f"word{i} and more , text" for i in range(120)) + " \n"
+    (tmp_path / "w.jsonl").write_text(json.dumps({"page": page}) + "\n")
+    ids = [GPT2_EOS_ID, *gpt2_tokenizer(page)["input_ids"]]
+    assert len(ids) > 600
+    data = {"wikitext2": str(tmp_path / "w.jsonl")}
+    for context in (300, 40):
+        options = EvalOptions(detokenize=False, context=context)
+        got = run_tasks(model, gpt2_tokenizer, ["wikitext2"], data=data, options=options)
+        expected = direct_rolling_log_likelihood(model, ids, context, context)
+        assert got["wikitext2"]["token_perplexity"] == pytest.approx(math.exp(-expected / (len(ids) - 1)), rel=1e-6)

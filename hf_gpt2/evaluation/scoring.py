@@ -333,20 +333,43 @@ class LoglikelihoodScorer:
                 f"{type(self.model).__name__} returned {logits.shape[1]} positions for a logits_to_keep tensor of "
                 f"{len(kept)}; its forward does not support tensor logits_to_keep"
             )
-        # The scored tokens' logits rows, gathered in chunks of (n, V): a log-softmax and argmax per chunk, not row.
         columns = {p: i for i, p in enumerate(kept)} if kept is not None else None
-        offset = width - logits.shape[1]
-        owner = torch.tensor([row for row, span in enumerate(spans) for _ in span], dtype=torch.long)
-        cols = [columns[p] if columns is not None else p - offset for span in spans for p in span]
-        cols = torch.tensor(cols, dtype=torch.long)
-        target_ids = torch.cat(targets)
-        out = torch.zeros(len(batch), 2, dtype=torch.float64, device=logits.device)
-        for chunk in torch.arange(len(owner)).split(_SCORE_CHUNK):
-            device_rows = owner[chunk].to(logits.device)
-            chunk_logits = logits[device_rows, cols[chunk].to(logits.device)].float()  # (n, V)
-            chunk_targets = target_ids[chunk].to(logits.device)
-            logprobs = chunk_logits.gather(-1, chunk_targets[:, None]).squeeze(-1) - chunk_logits.logsumexp(-1)
-            out[:, 0].index_add_(0, device_rows, logprobs.double())
-            out[:, 1].index_add_(0, device_rows, (chunk_logits.argmax(-1) != chunk_targets).double())
-        out[:, 1] = (out[:, 1] == 0).double()  # every token of the continuation was the argmax
-        return out
+        return _sum_token_scores(logits, spans, targets, columns=columns, offset=width - logits.shape[1])
+
+
+def _sum_token_scores(
+    logits: torch.Tensor,
+    spans: Sequence[range],
+    targets: Sequence[torch.Tensor],
+    *,
+    columns: dict[int, int] | None,
+    offset: int,
+) -> torch.Tensor:
+    """(B, 2) float64: each row's summed log-probability of its targets and whether every target was the argmax.
+
+    ``spans[row]`` are the input positions that predict ``targets[row]``; their logits are ``logits[row, columns[p]]``
+    (a logits_to_keep tensor) or ``logits[row, p - offset]`` (the last positions kept). A long contiguous span is
+    scored on a view of its rows; short ones are gathered in chunks of (n, V), so a batch of multiple-choice endings
+    takes a few log-softmax calls instead of one per request, and the extra memory stays at _SCORE_CHUNK rows.
+    """
+    out = torch.zeros(len(spans), 2, dtype=torch.float64, device=logits.device)
+    short = [row for row, span in enumerate(spans) if columns is not None or len(span) < _SCORE_CHUNK // 8]
+    for row in sorted(set(range(len(spans))) - set(short)):
+        row_logits = logits[row, spans[row].start - offset : spans[row].stop - offset].float()  # (n, V), a view
+        out[row] = _token_scores(row_logits, targets[row].to(logits.device)).sum(0)
+    owner = torch.tensor([row for row in short for _ in spans[row]], dtype=torch.long)
+    cols = [columns[p] if columns is not None else p - offset for row in short for p in spans[row]]
+    flat_targets = torch.cat([targets[row] for row in short]) if short else torch.zeros(0, dtype=torch.long)
+    for chunk in torch.arange(len(owner)).split(_SCORE_CHUNK):
+        rows = owner[chunk].to(logits.device)
+        chunk_logits = logits[rows, torch.tensor(cols, dtype=torch.long)[chunk].to(logits.device)].float()  # (n, V)
+        out.index_add_(0, rows, _token_scores(chunk_logits, flat_targets[chunk].to(logits.device)))
+    out[:, 1] = (out[:, 1] == 0).double()  # no target missed the argmax
+    return out
+
+
+def _token_scores(token_logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """(n, 2) float64 per target token: its log-probability, and 1.0 where it was not the argmax."""
+    logprobs = token_logits.gather(-1, target_ids[:, None]).squeeze(-1) - token_logits.logsumexp(-1)
+    missed = token_logits.argmax(-1) != target_ids
+    return torch.stack([logprobs.double(), missed.double()], dim=1)
