@@ -90,9 +90,29 @@ def test_ptb_and_lm1b_print_the_papers_numbers_beside_the_results(folders, tmp_p
     assert results["ptb"]["n"] == 2 and results["lm1b"]["n"] == 2
     rows = {tuple(line.split()[:2]): line.split() for line in capsys.readouterr().out.splitlines()}
     ptb_row = rows[("ptb", "word_perplexity")]
-    assert ptb_row[2] == f"{results['ptb']['word_perplexity']:.2f}" and ptb_row[3] == "65.85" and ptb_row[-1] == "2"
+    assert ptb_row[2] == f"{results['ptb']['word_perplexity']:.2f}" and ptb_row[3] == "65.85" and ptb_row[6] == "2"
+    assert ptb_row[7] == str(folders / "ptb.test.txt")  # the data column names what was scored
     assert rows[("lm1b", "word_perplexity")][3] == "75.20"
     assert ("ptb", "token_perplexity") in rows and ("lm1b", "token_perplexity") in rows
+
+
+def test_protocol_switches_reach_the_tasks_and_the_results_json(folders, tmp_path):
+    default, switched = tmp_path / "default.json", tmp_path / "switched.json"
+    wiki = ["eval", "--model", str(folders / "stock"), "--tasks", "wikitext2", "--device", "cpu", "--no-progress",
+            "--data", f"wikitext2={folders / 'wiki.test.raw'}"]  # fmt: skip
+    assert main([*wiki, "--output", str(default)]) == 0
+    switches = ["--max-length", "16", "--prefix-token-id", "13", "--no-add-special-tokens", "--cbt-split", "test"]
+    assert main([*wiki, *switches, "--test-bytes", "0", "--output", str(switched)]) == 0
+    one, two = json.loads(default.read_text()), json.loads(switched.read_text())
+    assert one["settings"]["cbt_split"] == "validation" and one["settings"]["test_bytes"] == 5_000_000
+    assert one["settings"]["max_length"] is None and one["wikitext2"]["context"] == 64
+    assert {k: two["settings"][k] for k in ("max_length", "prefix_token_id", "add_special_tokens", "cbt_split")} == {
+        "max_length": 16, "prefix_token_id": 13, "add_special_tokens": False, "cbt_split": "test"
+    }  # fmt: skip
+    assert two["settings"]["test_bytes"] == 0 and two["wikitext2"]["context"] == 16
+    assert two["wikitext2"]["tokens"] == one["wikitext2"]["tokens"]  # the same tokens, other windows and prefix
+    assert two["wikitext2"]["word_perplexity"] != one["wikitext2"]["word_perplexity"]
+    assert two["settings"]["scored"] == {"wikitext2": str(folders / "wiki.test.raw")}
 
 
 def test_an_empty_ptb_file_is_one_line_and_exit_2(folders, capsys):
@@ -103,12 +123,13 @@ def test_an_empty_ptb_file_is_one_line_and_exit_2(folders, capsys):
     assert "Traceback" not in err and err.count("\n") == 1
 
 
-def test_stock_gpt2_and_its_hf_gpt2_conversion_give_identical_numbers(folders, tmp_path):
+def test_stock_gpt2_and_its_hf_gpt2_conversion_give_the_same_numbers(folders, tmp_path):
+    """The same function through other kernels (padded vocabulary, one-kernel GELU): equal to float32 rounding."""
     assert main(eval_args(folders, "stock", "--output", str(tmp_path / "stock.json"))) == 0
     assert main(eval_args(folders, "converted", "--output", str(tmp_path / "converted.json"))) == 0
     stock, converted = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("stock", "converted"))
     for task in ("lambada_openai", "hellaswag", "wikitext2"):
-        assert converted[task] == stock[task]  # bit for bit: the conversion is a transpose, the math the same
+        assert converted[task] == pytest.approx(stock[task], rel=1e-6)
 
 
 def test_a_folder_without_tokenizer_says_it_uses_the_gpt2_bpe(folders, caplog):
@@ -182,14 +203,25 @@ def test_format_table_lines_up_results_and_references():
     table = format_table(
         {
             "lambada_openai": {"acc": 0.3, "ppl": 41.5, "n": 5153.0},
+            "lambada_openai_paper": {"acc": 0.45, "ppl": 36.0, "n": 5153.0},
             "wikitext2": {"word_perplexity": 30.1, "token_perplexity": 20.0, "bits_per_byte": 0.7, "n": 62.0},
-        }
+            "cbt_cn": {"acc": 0.8, "n": 2000.0},
+        },
+        sources={"cbt_cn": "cam-cst/cbt (CN), split validation"},
     )
     lines = table.splitlines()
-    assert lines[0].split() == ["task", "metric", "value", "GPT-2", "paper", "124M", "lm-eval", "gpt2", "n"]
-    assert lines[2].split() == ["lambada_openai", "acc", "(%)", "30.00", "-", "32.56", "5153"]
-    assert lines[4].split() == ["wikitext2", "word_perplexity", "30.10", "29.41", "-", "62"]
-    assert len({len(line) for line in lines[:2]}) == 1
+    assert lines[0].split() == [
+        "task", "metric", "value", "GPT-2", "paper", "124M", "lm-eval", "gpt2", "other", "124M", "(source)", "n",
+        "data",
+    ]  # fmt: skip
+    assert lines[2].split() == ["lambada_openai", "acc", "(%)", "30.00", "-", "32.56", "-", "5153", "-"]
+    assert lines[4].split() == [
+        "lambada_openai_paper", "acc", "(%)", "45.00", "45.99", "-", "46.67", "(bflm", "eval_lambada.py)", "5153", "-"
+    ]  # fmt: skip
+    assert lines[6].split() == ["wikitext2", "word_perplexity", "30.10", "29.41", "-", "-", "62", "-"]
+    assert lines[-1].split()[-5:] == ["2000", "cam-cst/cbt", "(CN),", "split", "validation"]
+    assert len(lines[1]) == max(len(line) for line in lines)  # the rule spans every column
+    assert {line.index("n  data") for line in lines[:1]} == {lines[-1].index("2000  cam") + 3}  # columns line up
 
 
 @pytest.mark.slow

@@ -263,7 +263,7 @@ def test_cbt_scores_the_whole_filled_sentence(tmp_path, gpt2_tokenizer):
     sentence likely: the paper's scoring (whole filled sentence) picks Mary, a word-only scorer would pick Tom."""
     model = bigram_model(gpt2_tokenizer, {(" Mary", " went"): 30.0, (".", " Tom"): 5.0})
     item = parse_cbt_text(CBT_TEXT.replace("\n\n", "\n"))[0]
-    path = tmp_path / "cbt_cn_test.parquet"
+    path = tmp_path / "cbt_cn_validation.parquet"
     pq.write_table(pa.Table.from_pylist([item, {**item, "answer": "Tom", "question": "XXXXX ran off ."}]), path)
     results = run_tasks(model, gpt2_tokenizer, ["cbt_cn"], data={"cbt_cn": str(path)}, limit=1)
     assert results["cbt_cn"] == {"acc": 1.0, "n": 1.0}

@@ -22,6 +22,7 @@ from hf_gpt2.locations import missing_source_problem, repo_id_problem
 from hf_gpt2.ranges import SAMPLING, SEED, Range
 
 POSITIVE = Range(1, integer=True)
+NON_NEGATIVE = Range(0, integer=True)
 PORT = Range(1, 65535, integer=True)
 DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:\d+)?")
 LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
@@ -161,7 +162,7 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         type=non_empty,
         help="comma-separated tasks or groups: gpt2-paper, all, lambada_openai, lambada_openai_paper, wikitext2, "
-        "wikitext103, ptb, lm1b, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss",
+        "wikitext103, ptb, lm1b, cbt_cn, cbt_ne, hellaswag, enwik8, text8, val_loss, core",
     )
     parser.add_argument(
         "--data",
@@ -169,7 +170,8 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=key_value("TASK=PATH"),
         metavar="TASK=PATH",
-        help="a local file or folder for a task instead of its Hub dataset (repeatable)",
+        help="a local file or folder for a task instead of its Hub dataset (repeatable); core also takes "
+        "hf://datasets/OWNER/REPO",
     )
     parser.add_argument(
         "--limit", type=ranged(POSITIVE), default=None, help="score only the first N documents/items per task"
@@ -181,9 +183,47 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="weights dtype (default: as saved)"
     )
-    parser.add_argument("--context", type=ranged(POSITIVE), default=None, help="rolling tasks: tokens per window")
-    parser.add_argument("--stride", type=ranged(POSITIVE), default=None, help="rolling tasks: new tokens per window")
-    parser.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT/PTB/1BW text as tokenized")
+    protocol = parser.add_argument_group("protocol (every default is lm-evaluation-harness's choice)")
+    protocol.add_argument(
+        "--max-length",
+        type=ranged(POSITIVE),
+        default=None,
+        help="tokens per forward pass (default: the config's n_positions/max_position_embeddings/n_ctx, else the "
+        "tokenizer's model_max_length)",
+    )
+    protocol.add_argument(
+        "--context", type=ranged(POSITIVE), default=None, help="rolling tasks: tokens per window (default: all)"
+    )
+    protocol.add_argument(
+        "--stride",
+        type=ranged(POSITIVE),
+        default=None,
+        help="rolling tasks: new tokens per window (default: --context, disjoint windows; enwik8/text8: half of it)",
+    )
+    protocol.add_argument(
+        "--prefix-token-id",
+        type=ranged(NON_NEGATIVE),
+        default=None,
+        help="the token before documents and empty contexts (default: BOS, else EOS)",
+    )
+    protocol.add_argument(
+        "--add-special-tokens",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="encode documents and contexts with the tokenizer's special tokens (default: the tokenizer's own "
+        "choice; GPT-2's BPE adds none)",
+    )
+    protocol.add_argument("--no-detokenize", action="store_true", help="score WikiText/CBT/PTB/1BW text as tokenized")
+    protocol.add_argument(
+        "--cbt-split", choices=("validation", "test"), default=None, help="CBT split (default validation, the paper's)"
+    )
+    protocol.add_argument(
+        "--test-bytes",
+        type=ranged(NON_NEGATIVE),
+        default=None,
+        help="enwik8/text8: score the file's last N bytes (default 5,000,000, the standard test split; 0 = the "
+        "whole file)",
+    )
     parser.add_argument("--output", default=None, metavar="FILE.json", help="write the results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -16,7 +16,15 @@ from transformers.utils import logging as transformers_logging
 
 from hf_gpt2.devices import resolve_device
 from hf_gpt2.errors import HfGPT2Error
-from hf_gpt2.evaluation import TASKS, EvalOptions, format_table, load_model_and_tokenizer, resolve_tasks, run_tasks
+from hf_gpt2.evaluation import (
+    TASKS,
+    EvalOptions,
+    describe_data,
+    format_table,
+    load_model_and_tokenizer,
+    resolve_tasks,
+    run_tasks,
+)
 from hf_gpt2.folders import check_writable, write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -38,13 +46,21 @@ def run(args: argparse.Namespace) -> int:
     data = parse_data_args(args.data)
     if args.no_progress:
         transformers_logging.disable_progress_bar()
+    options = EvalOptions(
+        context=args.context,
+        stride=args.stride,
+        detokenize=not args.no_detokenize,
+        max_length=args.max_length,
+        add_special_tokens=args.add_special_tokens,
+        prefix_token_id=args.prefix_token_id,
+        **{k: v for k, v in (("cbt_split", args.cbt_split), ("test_bytes", args.test_bytes)) if v is not None},
+    )
     tasks = resolve_tasks(args.tasks, data)  # fail on a bad name before loading the model
     if args.output:
         check_writable(Path(args.output))  # and on an --output that cannot be written, before the work
     accelerator = _accelerator_if_launched(args.device)
     device = accelerator.device if accelerator is not None else resolve_device(args.device)
     model, tokenizer = load_model_and_tokenizer(args.model, device=device, dtype=args.dtype)
-    options = EvalOptions(context=args.context, stride=args.stride, detokenize=not args.no_detokenize)
     started = time.perf_counter()
     results = run_tasks(
         model,
@@ -59,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if accelerator is not None and not accelerator.is_main_process:
         return 0
-    sys.stdout.write(format_table(results, title=f"model: {args.model}") + "\n")
+    sources = describe_data(tasks, data, options)
+    sys.stdout.write(format_table(results, title=f"model: {args.model}", sources=sources) + "\n")
     if args.output:
         settings = {
             "tasks": tasks,
             "data": data,
-            "sources": {name: TASKS[name].describe_source(data.get(name)) for name in tasks},
+            "sources": {name: TASKS[name].describe_source(data.get(name), options) for name in tasks},
+            "scored": sources,
             "limit": args.limit,
             "batch_size": args.batch_size,
             "device": str(model.device),
@@ -72,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
             "context": args.context,
             "stride": args.stride,
             "detokenize": not args.no_detokenize,
+            "max_length": args.max_length,
+            "prefix_token_id": args.prefix_token_id,
+            "add_special_tokens": args.add_special_tokens,
+            "cbt_split": options.cbt_split,
+            "test_bytes": options.test_bytes,
             "num_processes": 1 if accelerator is None else accelerator.num_processes,
             "seconds": round(time.perf_counter() - started, 2),
         }

@@ -6,7 +6,8 @@
 >>> print(format_table(results))
 
 One module per kind of task (:mod:`.lambada`, :mod:`.wikitext`, :mod:`.sentence_level` for PTB and 1BW, :mod:`.cbt`,
-:mod:`.hellaswag`, :mod:`.character_level`, :mod:`.val_loss`) builds log-likelihood requests; :mod:`.scoring` runs
+:mod:`.hellaswag`, :mod:`.character_level`, :mod:`.val_loss`, :mod:`.core` for the CORE score) builds log-likelihood
+requests; :mod:`.scoring` runs
 them batched (and under Accelerate); :mod:`.metrics` aggregates them with ``evaluate.Metric`` subclasses;
 :mod:`.references` holds GPT-2's numbers.
 """
@@ -16,13 +17,14 @@ from __future__ import annotations
 from hf_gpt2.evaluation.base import EvalOptions, Task
 from hf_gpt2.evaluation.errors import ContextLengthError, UnknownTaskError
 from hf_gpt2.evaluation.models import load_model_and_tokenizer
-from hf_gpt2.evaluation.references import LM_EVAL_GPT2, PAPER_124M
+from hf_gpt2.evaluation.references import LM_EVAL_GPT2, OTHER_124M, PAPER_124M
 from hf_gpt2.evaluation.registry import TASK_GROUPS, TASKS, resolve_tasks
-from hf_gpt2.evaluation.runner import format_table, run_tasks
+from hf_gpt2.evaluation.runner import describe_data, format_table, run_tasks
 from hf_gpt2.evaluation.scoring import LoglikelihoodRequest, LoglikelihoodResult, LoglikelihoodScorer, rolling_windows
 
 __all__ = [
     "LM_EVAL_GPT2",
+    "OTHER_124M",
     "PAPER_124M",
     "TASKS",
     "TASK_GROUPS",
@@ -33,6 +35,7 @@ __all__ = [
     "LoglikelihoodScorer",
     "Task",
     "UnknownTaskError",
+    "describe_data",
     "format_table",
     "load_model_and_tokenizer",
     "resolve_tasks",

@@ -1,9 +1,17 @@
-"""LAMBADA on OpenAI's test file: predict the last word of a passage from the passage.
+"""LAMBADA on OpenAI's test file (5,153 passages): predict the last word of a passage from the passage.
 
-``lambada_openai`` follows lm-evaluation-harness: the context is the text up to its last space, the target is " " plus
-the last word (possibly several BPE tokens); ``acc`` counts targets whose every token is the greedy choice and ``ppl``
-is exp(−mean target log-likelihood). ``lambada_openai_paper`` is the GPT-2 paper's variant, which predicts only the
-last BPE token; its numbers are not comparable with lm-evaluation-harness's.
+Two protocols, three published GPT-2 124M numbers:
+
+- ``lambada_openai`` is lm-evaluation-harness's task: the context is the text up to its last space, the target is
+  " " plus the last word (often several BPE tokens); ``acc`` counts targets whose every token is the greedy choice and
+  ``ppl`` is exp(−mean target log-likelihood). lm-evaluation-harness reports 32.56 % / 40.06 for GPT-2 124M.
+- ``lambada_openai_paper`` scores only the last BPE token of the passage given everything before it, the unit OpenAI
+  used for the GPT-2 paper (45.99 % / 35.13 in its Table 3). Its requests are the ones of the published reproduction,
+  cybertronai/bflm's ``eval_lambada.py`` (46.67 % on GPT-2 124M): the whole passage tokenized, the last token
+  predicted greedily. With GPT-2's BPE the two constructions give the same 5,153 requests (every passage's last token
+  is the last token of its last word, and every context encodes as a prefix of its passage).
+
+The texts are used as given (no stripping), as lm-evaluation-harness does.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ LAMBADA_HUB = HubSource(repo="EleutherAI/lambada_openai", config="default", spli
 
 
 def split_last_word(text: str) -> tuple[str, str]:
-    """``"a b c"`` → ``("a b", " c")``: lm-evaluation-harness's context and target for LAMBADA."""
+    """``"a b c"`` → ``("a b", " c")``: lm-evaluation-harness's context and target for LAMBADA (split at the last
+    space; a passage without one has an empty context)."""
     context, _, last_word = text.rpartition(" ")
     return context, " " + last_word
 
@@ -42,27 +51,29 @@ class LambadaOpenAI(Task):
         return {**metrics, "n": float(len(texts))}
 
     def request(self, scorer: LoglikelihoodScorer, text: str) -> LoglikelihoodRequest:
-        context, target = split_last_word(text)
-        return LoglikelihoodRequest(*scorer.encode_pair(context, target))
+        return LoglikelihoodRequest(*scorer.encode_pair(*split_last_word(text)))
 
 
 class LambadaOpenAIPaper(LambadaOpenAI):
     name: ClassVar[str] = "lambada_openai_paper"
-    summary: ClassVar[str] = "LAMBADA (OpenAI test file), last BPE token only: the GPT-2 paper's variant"
+    summary: ClassVar[str] = (
+        "LAMBADA (OpenAI test file), last BPE token only: the GPT-2 paper's unit, the requests of its published "
+        "reproduction (cybertronai/bflm)"
+    )
 
     def request(self, scorer: LoglikelihoodScorer, text: str) -> LoglikelihoodRequest:
-        tokens = scorer.encode(text)
-        if len(tokens) < 2:
-            raise DataError(f"{self.name}: the passage {text!r} has fewer than 2 tokens")
-        return LoglikelihoodRequest(context=tokens[:-1], continuation=tokens[-1:])
+        context, target = scorer.encode_pair(*split_last_word(text))
+        if not target:
+            raise DataError(f"{self.name}: the passage {text!r} ends in a space; there is no last token to predict")
+        return LoglikelihoodRequest(context=[*context, *target[:-1]], continuation=target[-1:])
 
 
 def load_texts(task: str, data: str | None) -> list[str]:
     """The passages: rows ``{"text": ...}`` of a local jsonl/parquet file or of EleutherAI/lambada_openai."""
     rows = load_records(task, data, LAMBADA_HUB)
     require_fields(task, rows, ["text"])
-    texts = [str(row["text"]).strip() for row in rows]
-    short = [t for t in texts if " " not in t]
-    if short:
-        raise DataError(f"{task}: {len(short)} passages have no space to split off a last word, e.g. {short[0]!r}")
+    texts = [str(row["text"]) for row in rows]
+    empty = sum(not t.strip() for t in texts)
+    if empty:
+        raise DataError(f"{task}: {empty} of {len(texts)} passages are empty; every passage needs a last word")
     return texts

@@ -10,6 +10,7 @@ from hf_gpt2.errors import DataError
 from hf_gpt2.evaluation.base import Task
 from hf_gpt2.evaluation.cbt import CBTCommonNouns, CBTNamedEntities
 from hf_gpt2.evaluation.character_level import Enwik8, Text8
+from hf_gpt2.evaluation.core import Core
 from hf_gpt2.evaluation.errors import UnknownTaskError
 from hf_gpt2.evaluation.hellaswag import HellaSwag
 from hf_gpt2.evaluation.lambada import LambadaOpenAI, LambadaOpenAIPaper
@@ -35,6 +36,7 @@ TASKS: dict[str, Task] = {
         Text8(),
         HellaSwag(),
         ValLoss(),
+        Core(),
     )
 }
 """Every task by name."""
@@ -47,7 +49,8 @@ TASK_GROUPS: dict[str, list[str]] = {
     "gpt2-paper": _PAPER,
     "all": [*_PAPER, "hellaswag", "val_loss"],
 }
-"""Groups of tasks. Tasks without a Hub source (enwik8, text8, val_loss) run in a group only when data is given."""
+"""Groups of tasks. Tasks without a default source (enwik8, text8, val_loss) run in a group only when data is given.
+``core`` (22 few-shot tasks, an eval bundle of its own) is in no group: ask for it by name."""
 
 
 def resolve_tasks(tasks: str | Iterable[str], data: Mapping[str, str] | None = None) -> list[str]:
@@ -67,17 +70,18 @@ def resolve_tasks(tasks: str | Iterable[str], data: Mapping[str, str] | None = N
     for key, path in data.items():
         if key not in TASKS:
             raise UnknownTaskError(f"--data names an unknown task {key!r}{_did_you_mean(key)}")
-        resolve_path(key, path)
+        if not (TASKS[key].accepts_hub_paths and str(path).startswith("hf://")):
+            resolve_path(key, path)
     names: list[str] = []
     for part in parts:
         if part in TASK_GROUPS:
             for name in TASK_GROUPS[part]:
-                if TASKS[name].hub is None and name not in data:
+                if not TASKS[name].has_default_source() and name not in data:
                     logger.info("%s: skipping %s (no data given: --data %s=PATH)", part, name, name)
                 elif name not in names:
                     names.append(name)
         elif part in TASKS:
-            if TASKS[part].hub is None and part not in data:
+            if not TASKS[part].has_default_source() and part not in data:
                 raise DataError(f"{part} needs data: pass --data {part}=PATH ({TASKS[part].summary})")
             if part not in names:
                 names.append(part)

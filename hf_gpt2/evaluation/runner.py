@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from hf_gpt2.errors import HfGPT2Error
 from hf_gpt2.evaluation.base import EvalOptions
-from hf_gpt2.evaluation.references import LM_EVAL_GPT2, PAPER_124M
+from hf_gpt2.evaluation.core import CORE_TASKS
+from hf_gpt2.evaluation.references import LM_EVAL_GPT2, OTHER_124M, PAPER_124M
 from hf_gpt2.evaluation.registry import TASKS, resolve_tasks
 from hf_gpt2.evaluation.scoring import LoglikelihoodScorer
 
@@ -34,6 +35,7 @@ HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "text8": ("bits_per_char",),
     "hellaswag": ("acc", "acc_norm"),
     "val_loss": ("loss", "ppl"),
+    "core": ("core", *(f"acc_{label}" for label in CORE_TASKS)),
 }
 _BOOKKEEPING = {"n", "tokens", "context", "stride"}
 
@@ -73,7 +75,16 @@ def run_tasks(
     if limit is not None and limit < 1:
         raise HfGPT2Error(f"limit must be >= 1 (or None for everything), got {limit}")
     options = options or EvalOptions()
-    scorer = LoglikelihoodScorer(model, tokenizer, batch_size=batch_size, accelerator=accelerator, progress=progress)
+    scorer = LoglikelihoodScorer(
+        model,
+        tokenizer,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        progress=progress,
+        max_length=options.max_length,
+        add_special_tokens=options.add_special_tokens,
+        prefix_token_id=options.prefix_token_id,
+    )
     was_training = scorer.model.training
     scorer.model.eval()
     results: dict[str, dict[str, float]] = {}
@@ -92,18 +103,34 @@ def run_tasks(
     return results
 
 
-def format_table(results: Mapping[str, Mapping[str, float]], *, title: str | None = None) -> str:
-    """A plain-text table of results beside the GPT-2 paper's 124M numbers and lm-evaluation-harness's ``gpt2``.
+def describe_data(
+    tasks: Iterable[str], data: Mapping[str, str] | None = None, options: EvalOptions | None = None
+) -> dict[str, str]:
+    """``{task: "dataset, split"}`` of what each task scores (for the ``data`` column of :func:`format_table`)."""
+    data = dict(data or {})
+    return {name: TASKS[name].data_label(data.get(name), options) for name in tasks}
 
-    Accuracies print in %; a dash means there is no reference for that task and metric.
+
+def format_table(
+    results: Mapping[str, Mapping[str, float]],
+    *,
+    title: str | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> str:
+    """A plain-text table of results beside GPT-2 124M's numbers: the paper's, lm-evaluation-harness's on the same
+    ``gpt2`` weights, and other published reproductions (with their source).
+
+    Accuracies print in %; a dash means there is no reference for that task and metric. With ``sources``
+    (:func:`describe_data`), a last column names the data and split each task scored.
     """
-    header = ("task", "metric", "value", "GPT-2 paper 124M", "lm-eval gpt2", "n")
+    header = ("task", "metric", "value", "GPT-2 paper 124M", "lm-eval gpt2", "other 124M (source)", "n")
     rows = [header]
     for task, metrics in results.items():
         names = HEADLINE_METRICS.get(task) or tuple(k for k in metrics if k not in _BOOKKEEPING)
         for metric in names:
             if metric not in metrics:
                 continue
+            other = OTHER_124M.get(task, {}).get(metric)
             rows.append(
                 (
                     task,
@@ -111,15 +138,18 @@ def format_table(results: Mapping[str, Mapping[str, float]], *, title: str | Non
                     _format_value(metric, metrics[metric]),
                     _format_value(metric, PAPER_124M.get(task, {}).get(metric)),
                     _format_value(metric, LM_EVAL_GPT2.get(task, {}).get(metric)),
+                    f"{_format_value(metric, other.value)} ({other.source})" if other else "-",
                     f"{int(metrics.get('n', 0))}",
                 )
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    if sources is not None:
+        rows = [(*row, "data" if i == 0 else sources.get(row[0], "-")) for i, row in enumerate(rows)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [title] if title else []
     for i, row in enumerate(rows):
         left = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells = left + [c.rjust(w) for c, w in zip(row[2:], widths[2:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
+        right = [c.rjust(w) for c, w in zip(row[2:7], widths[2:7], strict=True)]
+        lines.append("  ".join(left + right + [c.ljust(w) for c, w in zip(row[7:], widths[7:], strict=True)]).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

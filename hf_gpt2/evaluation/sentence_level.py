@@ -4,11 +4,11 @@ Both corpora come as tokenized sentences, one per line. Each sentence is strippe
 Mikolov's ``ptb.test.txt`` (whose lines start and end with a space) and the Hub's rows give the same text.
 
 - ``ptb`` (Mikolov's preprocessing: lowercase, ``<unk>``, numbers as ``N``; 3,761 test sentences) is scored as ONE
-  stream, the sentences joined by ``"\\n"``, after the EOS token, in rolling windows (``--context``/``--stride``),
-  like WikiText. The detokenizer is Megatron-LM's for zero-shot PTB, with its number rule fixed
-  (:func:`ptb_detokenize`).
+  stream, the sentences joined by ``"\\n"``, after the prefix token (BOS, else EOS), in rolling windows
+  (``--context``/``--stride``), like WikiText. The detokenizer is Megatron-LM's for zero-shot PTB, with its number
+  rule fixed (:func:`ptb_detokenize`).
 - ``lm1b`` (306,688 sentences of the Hub's test split) is scored one sentence at a time: each sentence is its own
-  document after the EOS token (a sentence longer than the context rolls), because the corpus is shuffled at the
+  document after the prefix token (a sentence longer than the context rolls), because the corpus is shuffled at the
   sentence level and there is nothing to learn across sentence boundaries. The detokenizer is a small rule set of
   this package (:func:`lm1b_detokenize`). The Hub's test split holds all 50 held-out shards; the test set of the
   1BW paper is the first shard alone (``news.en.heldout-00000-of-00050``, about 6k sentences), which

@@ -40,8 +40,13 @@ class HubSource:
     data_files: str | None = None
 
     def describe(self) -> str:
+        """The exact files (``data_files``) or dataset loaded, for logs and error messages."""
         if self.data_files:
             return self.data_files
+        return self.label()
+
+    def label(self) -> str:
+        """``repo (config), split S``: the dataset and split, for tables."""
         return f"{self.repo}" + (f" ({self.config})" if self.config else "") + f", split {self.split}"
 
     def load(self, task: str) -> list[dict[str, Any]]:

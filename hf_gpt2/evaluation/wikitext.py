@@ -2,8 +2,8 @@
 
 Each Wikipedia article is one document (split on the level-1 headings ``" = Title = "``, as in
 EleutherAI/wikitext_document_level). It is detokenized (``" @-@ "`` → ``"-"``, ``" , "`` → ``", "``, the reversible
-rules lm-evaluation-harness uses in place of the paper's unpublished invertible detokenizers), prefixed with the EOS
-token and scored in windows (:func:`hf_gpt2.evaluation.scoring.rolling_windows`).
+rules lm-evaluation-harness uses in place of the paper's unpublished invertible detokenizers), prefixed with the
+prefix token (BOS, else EOS) and scored in windows (:func:`hf_gpt2.evaluation.scoring.rolling_windows`).
 
 Reported: ``word_perplexity`` (normalised by the whitespace-separated words of the original text, the paper's unit
 and lm-evaluation-harness's), ``token_perplexity`` (per BPE token), ``byte_perplexity`` and ``bits_per_byte``.
@@ -51,7 +51,10 @@ def wikitext_detokenize(text: str) -> str:
 
 
 def split_pages(text: str) -> list[str]:
-    """Split a WikiText file into articles at its level-1 headings (EleutherAI/wikitext_document_level's rule)."""
+    """Split a WikiText file into articles at its level-1 headings (EleutherAI/wikitext_document_level's rule).
+
+    Blank lines before the first heading (the files start with one) are not an article.
+    """
     pages, lines = [], []
     for line in text.split("\n"):
         heading = line.replace("= = =", "===").replace("= =", "==").strip()
@@ -106,8 +109,8 @@ class WikiText(Task):
             rows = read_records(self.name, record_files(self.name, resolve_path(self.name, data)))
         else:
             rows = load_records(self.name, None, self.hub)  # the Hub's line rows
-        if "page" in rows[0]:
-            return [str(row["page"]) for row in rows if str(row["page"]).strip()]
+        if "page" in rows[0]:  # EleutherAI/wikitext_document_level's rows: every one is scored, as lm-eval does
+            return [str(row["page"]) for row in rows]
         if "text" in rows[0]:
             return split_pages(lines_to_text(rows))
         raise DataError(
