@@ -17,6 +17,8 @@
   tokenizer (the training loop checks that every process holds the same vocabulary).
 - **The fast encoder spec**: :class:`TokenizerSpec` names the tokenizer and is picklable, so prepare's worker
   processes rebuild the encoder (:func:`batch_encoder`: tiktoken for GPT-2, 6-9x faster than HF, else transformers).
+- **Bytes per token**: :func:`token_byte_lengths` gives the UTF-8 bytes each id of a byte-level BPE stands for, the
+  table behind the validation bits per byte that compare runs with different tokenizers.
 """
 
 from __future__ import annotations
@@ -199,6 +201,55 @@ def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBa
         logger.warning("%s has no tokenizer files; using OpenAI's GPT-2 BPE", name_or_path)
         return load_gpt2_tokenizer()
     return tokenizer
+
+
+@lru_cache(maxsize=1)
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character that stands for each of the 256 bytes, → the byte.
+
+    The printable bytes keep their own character; the other 68 are mapped, in order, to U+0100 onwards (the mapping of
+    OpenAI's ``encoder.py``, which every byte-level BPE in ``tokenizers`` uses).
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
+
+
+def is_byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer is a byte-level BPE (GPT-2's pipeline: every token is a string of byte symbols)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and isinstance(backend.decoder, tokenizers.decoders.ByteLevel)
+
+
+def token_byte_lengths(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The UTF-8 bytes of the text each token id stands for, indexed by id; 0 for special tokens (EOS), which are
+    no text.
+
+    Summed over a text's ids it gives exactly ``len(text.encode("utf-8"))``, so a loss per token turns into bits per
+    byte, which compares models with different tokenizers on the same text.
+
+    Raises:
+        DataError: the tokenizer is not a byte-level BPE (see :func:`is_byte_level`).
+    """
+    if not is_byte_level(tokenizer):
+        raise DataError(
+            f"{type(tokenizer).__name__} is not a byte-level BPE, so its tokens have no exact byte length; bits per "
+            "byte need a byte-level tokenizer (tokenizer.name: gpt2, or tokenizer.train_new: true)"
+        )
+    alphabet = _byte_alphabet()
+    special = set(tokenizer.all_special_ids)
+    added = {i: token.content for i, token in tokenizer.added_tokens_decoder.items()}
+    lengths = [0] * len(tokenizer)
+    for token, i in tokenizer.get_vocab().items():
+        if i in special or i >= len(lengths):
+            continue
+        if i in added:  # an added token is matched as its literal text
+            lengths[i] = len(added[i].encode("utf-8"))
+        elif all(char in alphabet for char in token):  # one symbol per byte
+            lengths[i] = len(token)
+        else:
+            raise DataError(f"token {token!r} (id {i}) of {type(tokenizer).__name__} is not made of byte symbols")
+    return lengths
 
 
 def vocab_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -56,6 +56,8 @@ class TrainState:
     """Whether the state is whole and the data position global, so another number of processes may resume it."""
     num_processes: int = 1
     """Processes that wrote the checkpoint."""
+    optimizer: str = "adamw"
+    """``optim.name`` of the run, whose optimizer states the checkpoint holds (``adamw`` before Muon existed)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``train_state.json``."""
