@@ -98,7 +98,7 @@ CONTENDERS: dict[str, Contender] = {
     ),  # fmt: skip
 }
 
-GPU_CONTENDERS = ("stock", "hf_gpt2", "+muon", "speedrun")
+GPU_CONTENDERS = ("stock", "hf_gpt2", "speedrun")
 GPT2_124M = ("model.n_layer=12", "model.n_head=12", "model.n_embd=768", "model.n_positions=1024")
 SMOKE_SHAPE = ("model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.n_positions=64")
 
@@ -114,6 +114,7 @@ class Setup:
     eval_tokens: int
     work: Path
     extra: tuple[str, ...] = ()
+    """Overrides after each contender's own: ``--set`` and the settings ``--gpu`` / ``--smoke`` impose on everyone."""
     gpu: bool = False
     smoke: bool = False
     env: dict[str, str] = field(default_factory=dict)
@@ -123,7 +124,7 @@ class Setup:
             f"data.source={self.source}", f"data.block_size={self.block_size}", "data.val_fraction=0.02",
             f"data.cache_dir={self.work / 'data'}", f"run.output_dir={self.work / 'runs'}", "run.seed=1337",
             "run.log_every=10", *self.shape, "model.resid_pdrop=0.0", "model.embd_pdrop=0.0", "model.attn_pdrop=0.0",
-            "train.eval_batches=null", "train.save_every=0", "sample.prompts=[]", "eval.tasks=[]", *self.extra,
+            "train.eval_batches=null", "train.save_every=0", "sample.prompts=[]", "eval.tasks=[]",
         ]  # fmt: skip
 
 
@@ -242,7 +243,7 @@ def run(cmd: list[str], env: dict[str, str], log: Path) -> float:
 def race(name: str, contender: Contender, setup: Setup, target: float | None) -> dict:
     """Train one contender until the target or the budget; return its evaluations and what it reached."""
     work = setup.work
-    overrides = [*setup.common(), *contender.overrides]
+    overrides = [*setup.common(), *contender.overrides, *setup.extra]  # the shared settings win
     per_step, own_steps = tokens_per_step(contender.recipe, overrides)
     steps = setup.budget_tokens // per_step
     if contender.own_schedule:
@@ -384,19 +385,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     setup = Setup(source=source, shape=(), block_size=128, budget_tokens=args.budget_tokens,
                   eval_tokens=args.eval_tokens, work=work, extra=tuple(args.set),
                   env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
-    if args.gpu:
-        setup.shape, setup.block_size, setup.gpu = GPT2_124M, 1024, True
-        setup.extra += ("train.micro_batch_size=16", "train.global_batch_tokens=65536", "train.compile=true")
+    if args.gpu and not args.smoke:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--gpu needs a CUDA device (or add --smoke to rehearse on CPU)")
+    if args.gpu:  # GPT-2 124M; 64 Ki-token steps of 16 x 1024 (4 accumulation steps on one GPU), bf16, compiled
+        setup.shape, setup.block_size, setup.gpu = GPT2_124M, 1024, not args.smoke
+        setup.extra += ("train.micro_batch_size=16", "train.global_batch_tokens=65536", "train.grad_accum_steps=null",
+                        "train.compile=true", "optim.warmup_steps=4")  # fmt: skip
         setup.env["ACCELERATE_MIXED_PRECISION"] = "bf16"
         if args.budget_tokens == parser.get_default("budget_tokens"):
-            setup.budget_tokens, setup.eval_tokens = 40 * 65536, 4 * 65536
-    if args.smoke:
+            setup.budget_tokens, setup.eval_tokens = 24 * 65536, 4 * 65536
+    if args.smoke:  # a 1-layer model, 8 x 32-token steps, whatever the other options say
         setup.shape, setup.block_size, setup.smoke = SMOKE_SHAPE, 32, True
-        setup.extra += ("data.max_documents=60",)
+        setup.extra += ("data.max_documents=60", "train.micro_batch_size=8", "train.global_batch_tokens=null",
+                        "train.grad_accum_steps=1", "train.compile=false")  # fmt: skip
         setup.budget_tokens, setup.eval_tokens = 6 * 8 * 32, 3 * 8 * 32
-    if args.smoke or args.gpu:  # the same batch for every contender, whatever its recipe says
-        batch = "train.micro_batch_size=8" if args.smoke else "train.micro_batch_size=16"
-        setup.extra += (batch,)
+        setup.env.pop("ACCELERATE_MIXED_PRECISION", None)
 
     print(machine_line(), flush=True)
     print(f"corpus {args.data} | budget {setup.budget_tokens:,} tokens | evaluation every {setup.eval_tokens:,} "
