@@ -27,6 +27,8 @@ if [ "${1:-}" = "--smoke" ]; then
     shift
 fi
 out="${1:-${OUT:-gpu-check}}"
+scale=1  # the limits are for a GPU; a rehearsal on a (shared) CPU gets four times as long
+[ ${#smoke[@]} -gt 0 ] && scale=4
 mkdir -p "$out"
 py="${PYTHON:-python3}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -75,12 +77,12 @@ PY
 step imports "$out/imports.log" "$py" -c \
     "import hf_gpt2, hf_gpt2.training, hf_gpt2.evaluation, hf_gpt2.finetune, hf_gpt2.hub; print('hf_gpt2 imports')"
 # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of options
-step throughput "$out/throughput.log" timeout "${THROUGHPUT_TIMEOUT:-170}" "$py" benchmarks/gpu_throughput.py \
+step throughput "$out/throughput.log" timeout "$(( ${THROUGHPUT_TIMEOUT:-170} * scale ))" "$py" benchmarks/gpu_throughput.py \
     --json "$out/gpu_throughput.json" ${THROUGHPUT_ARGS:---steps 12 --warmup 3} "${smoke[@]}"
 # shellcheck disable=SC2086  # TIME_TO_LOSS_ARGS is a list of options
-step time_to_loss "$out/time_to_loss.log" timeout "${TIME_TO_LOSS_TIMEOUT:-190}" "$py" benchmarks/time_to_loss.py \
+step time_to_loss "$out/time_to_loss.log" timeout "$(( ${TIME_TO_LOSS_TIMEOUT:-190} * scale ))" "$py" benchmarks/time_to_loss.py \
     --gpu --json "$out/time_to_loss.json" ${TIME_TO_LOSS_ARGS:-} "${smoke[@]}"
-step tests "$out/pytest_gpu.log" timeout "${TESTS_TIMEOUT:-190}" "$py" -m pytest -q -p no:cacheprovider -m gpu -rA \
+step tests "$out/pytest_gpu.log" timeout "$(( ${TESTS_TIMEOUT:-190} * scale ))" "$py" -m pytest -q -p no:cacheprovider -m gpu -rA \
     tests/test_gpu.py tests/test_speed.py
 
 printf '%s\n' "${status[@]}" | tee "$out/summary.txt"
