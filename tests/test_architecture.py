@@ -18,9 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hf_gpt2"
 OPTIONAL_DEPENDENCIES = {"sky"}
 """Imported inside a function because they may be missing: SkyPilot lives in its own environment."""
-LOADS_BY_NAME = {"hf_gpt2", "hf_gpt2.cli", "hf_gpt2.auto_registration"}
-"""The only modules that import with ``importlib.import_module``: the lazy package attributes, the command dispatch
-and the Auto-class registration. The module names they load are string literals, counted as imports below."""
+LOADS_BY_NAME = {
+    "hf_gpt2",
+    "hf_gpt2.cli",
+    "hf_gpt2.auto_registration",
+    "hf_gpt2.data.prepare",
+    "hf_gpt2.commands.prepare",
+}
+"""The only modules that import with ``importlib.import_module``: the lazy package attributes, the command dispatch,
+the Auto-class registration, and data preparation, which loads transformers' tokenizers only for tokenizers other
+than GPT-2's and for SFT data, so that ``hf-gpt2 prepare`` with GPT-2's BPE imports neither torch nor transformers.
+The module names they load are string literals, counted as imports below."""
 HEAVY = ("torch", "transformers")
 
 
@@ -197,6 +205,7 @@ def test_parsing_and_recipes_import_neither_torch_nor_transformers(code):
         ["train", "recipes/quickstart.yaml", "optim.lr=fast"],
         ["generate", "--model", "gpt2", "--top-k", "-5"],
         ["push", "--model", "runs/missing/final", "--repo-id", "user/x"],
+        ["prepare", "recipes/quickstart.yaml", "data.max_documents=40", "data.cache_dir=.cache/architecture-test"],
     ],
     ids=[
         "help",
@@ -208,6 +217,7 @@ def test_parsing_and_recipes_import_neither_torch_nor_transformers(code):
         "bad-value",
         "bad-option",
         "missing-folder",
+        "prepare",
     ],
 )
 def test_help_and_recipe_errors_answer_before_any_heavy_import(argv):

@@ -8,7 +8,7 @@ import torch
 from hf_gpt2.errors import RecipeError
 from hf_gpt2.finetune import apply_trainable, resolve_block_indices
 from hf_gpt2.recipe import recipe_from_dict
-from hf_gpt2.training.optim import build_optimizer
+from hf_gpt2.training.optim import build_optimizers
 
 LAST_BLOCK_AND_LN_F = ["transformer.h.-1.*", "transformer.ln_f.*"]
 
@@ -53,7 +53,7 @@ def test_frozen_parameters_unchanged_after_optimizer_steps(tiny_model):
     r = recipe(trainable=LAST_BLOCK_AND_LN_F)
     apply_trainable(tiny_model.train(), r)
     before = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
-    optimizer = build_optimizer(tiny_model, r.optim, torch.device("cpu"))  # weight decay 0.1 on matrices
+    optimizer = build_optimizers(tiny_model, r.optim, torch.device("cpu"))[0]  # weight decay 0.1 on matrices
     x = torch.randint(0, tiny_model.config.vocab_size, (2, 16))
     for _ in range(3):
         tiny_model(x, labels=x, use_cache=False).loss.backward()

@@ -10,7 +10,7 @@ from hf_gpt2.commands.generate import load_for_generation
 from hf_gpt2.errors import RecipeError
 from hf_gpt2.finetune.lora import ADAPTER_DIR, apply_lora, is_peft_model, merge_for_release, save_adapter
 from hf_gpt2.recipe import recipe_from_dict
-from hf_gpt2.training.optim import build_optimizer
+from hf_gpt2.training.optim import build_optimizers
 
 
 def recipe(**train):
@@ -21,7 +21,7 @@ def recipe(**train):
 
 def trained_lora_model(model, r):
     lora = apply_lora(model.train(), r)
-    optimizer = build_optimizer(lora, r.optim, torch.device("cpu"))
+    optimizer = build_optimizers(lora, r.optim, torch.device("cpu"))[0]
     x = torch.randint(0, model.config.vocab_size, (2, 16))
     for _ in range(3):
         lora(input_ids=x, labels=x, use_cache=False).loss.backward()

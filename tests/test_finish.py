@@ -246,6 +246,32 @@ def test_a_failure_after_training_is_finished_by_resuming_without_training(
     assert "is finished" in error_of(capsys.readouterr().err)
 
 
+@pytest.mark.slow
+def test_a_run_that_reached_its_target_is_finished_by_resuming_without_training(
+    workspace,  # noqa: F811
+    prepared,
+    capsys,
+    caplog,
+    monkeypatch,
+):
+    import hf_gpt2.pipeline as pipeline
+
+    run = workspace / "runs" / "target-then-failed"
+    overrides = [f"run.name={run.name}", "train.target_val_bpb=1000", "train.eval_every=2", "train.save_every=0"]
+    _fail_once(monkeypatch, pipeline, "save_stock_gpt2_export", ConversionError("cannot export: a test"))
+    caplog.set_level(logging.INFO)
+    assert train_cli(workspace, *overrides) == 2
+    assert "reached train.target_val_bpb=1000" in caplog.text
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-2"]  # stopped at the first evaluation
+    assert verify_checkpoint(run / "checkpoints/step-2").target_reached
+    checkpoints = tree_digest(run / "checkpoints")
+    caplog.clear()
+    assert train_cli(workspace, *overrides, "train.resume_from=latest") == 0
+    assert "at step 2 (train.target_val_bpb was reached there: no more training)" in caplog.text
+    assert "step 3 | loss" not in caplog.text and tree_digest(run / "checkpoints") == checkpoints  # not trained
+    assert (run / "finished.json").is_file() and (run / "final-gpt2/model.safetensors").is_file()
+
+
 # -- SIGTERM while the release is written ----------------------------------------------------------------------------
 
 MOMENTS = {  # where SIGTERM arrives: the module and function it arrives in

@@ -123,11 +123,11 @@ def test_inductor_compiled_model_trains_like_eager_with_accumulation(tmp_path):
 def test_fused_adamw_is_used_on_cuda():
     from hf_gpt2 import HfGPT2Config, HfGPT2ForCausalLM
     from hf_gpt2.recipe import load_recipe
-    from hf_gpt2.training.optim import build_optimizer
+    from hf_gpt2.training.optim import build_optimizers
 
     model = HfGPT2ForCausalLM(HfGPT2Config(**{**SHAPE, "n_layer": 1})).cuda()
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml")
-    optimizer = build_optimizer(model, recipe.optim, torch.device("cuda"))
+    optimizer = build_optimizers(model, recipe.optim, torch.device("cuda"))[0]
     assert all(group["fused"] for group in optimizer.param_groups)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -163,22 +165,45 @@ def test_gpu_wheels_carry_every_dependency_the_gpu_image_lacks():
 
 @pytest.mark.slow
 def test_gpu_check_script_runs_every_step_on_cpu(tmp_path):
-    """benchmarks/gpu_check.sh end to end without a GPU: imports, the throughput benchmark (--smoke), the GPU tests."""
+    """benchmarks/gpu_check.sh --smoke end to end without a GPU: imports, both benchmarks (tiny), the GPU tests."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    env = dict(
-        os.environ, PYTHON=sys.executable, THROUGHPUT_ARGS="--smoke", HF_GPT2_WHEELS=str(tmp_path / "no-wheels")
-    )
+    env = dict(os.environ, PYTHON=sys.executable, HF_GPT2_WHEELS=str(tmp_path / "no-wheels"))
+    env["TIME_TO_LOSS_ARGS"] = f"--contenders stock,speedrun --keep {tmp_path / 'ttl'}"
     done = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")], cwd=repo, env=env, capture_output=True, text=True
+        ["bash", "benchmarks/gpu_check.sh", "--smoke", str(tmp_path / "out")],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     summary = (tmp_path / "out" / "summary.txt").read_text().splitlines()
-    assert summary == ["imports: ok", "throughput: ok", "tests: ok"]
+    assert summary == ["imports: ok", "throughput: ok", "time_to_loss: ok", "tests: ok"]
     assert "transformers " in (tmp_path / "out" / "env.txt").read_text()
     assert "hf_gpt2-nochunk" in (tmp_path / "out" / "throughput.log").read_text()
     assert (tmp_path / "out" / "gpu_throughput.json").is_file() and (tmp_path / "out" / "pytest_gpu.log").is_file()
+    race = json.loads((tmp_path / "out" / "time_to_loss.json").read_text())
+    assert [r["name"] for r in race["results"]] == ["stock", "speedrun"]
+
+
+@pytest.mark.slow
+def test_time_to_loss_smoke_races_stock_and_the_levers(tmp_path):
+    """The race end to end on a 1-layer model: stock sets the target, each hf_gpt2 contender trains through train.py,
+    every evaluation is on the same val split, and a contender stops at the target."""
+    results = _load_benchmark("time_to_loss").main(
+        ["--smoke", "--contenders", "stock,hf_gpt2,+muon,+bpe8192", "--json", str(tmp_path / "race.json")]
+    )
+    target = json.loads((tmp_path / "race.json").read_text())["target"]
+    assert [r["name"] for r in results] == ["stock", "hf_gpt2", "+muon", "+bpe8192"]
+    assert target == results[0]["evals"][-1]["bpb"] and results[0]["reached"]["step"] == 6
+    for r in results:
+        assert [e["step"] for e in r["evals"]] == [3, 6][: len(r["evals"])] and r["evals"]
+        assert all(0 < e["bpb"] < 8 for e in r["evals"])
+        hit = r["reached"]
+        assert hit is None or (hit["bpb"] <= target and hit is r["evals"][-1] and hit["train_s"] > 0)
+    assert results[3]["tokens_per_step"] == results[0]["tokens_per_step"] == 256

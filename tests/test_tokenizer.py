@@ -7,13 +7,13 @@ import pydoc_data.topics
 import pytest
 from transformers import AutoTokenizer
 
-from hf_gpt2 import tokenization
+from hf_gpt2 import gpt2_bpe, tokenization
+from hf_gpt2.gpt2_bpe import sha256_of
 from hf_gpt2.tokenization import (
     ENCODER_JSON_SHA256,
     VOCAB_BPE_SHA256,
     gpt2_bpe_files,
     load_gpt2_tiktoken,
-    sha256_of,
 )
 
 
@@ -57,10 +57,10 @@ def test_tampered_files_are_refused(tmp_path, monkeypatch):
     encoder, bpe = gpt2_bpe_files()
     bad = tmp_path / "vocab.bpe"
     bad.write_bytes(bpe.read_bytes() + b"x y\n")
-    monkeypatch.setattr(tokenization, "gpt2_bpe_files", lambda: (encoder, bad))
-    tokenization.verified_gpt2_bpe_files.cache_clear()
+    monkeypatch.setattr(gpt2_bpe, "gpt2_bpe_files", lambda: (encoder, bad))
+    gpt2_bpe.verified_gpt2_bpe_files.cache_clear()
     try:
         with pytest.raises(tokenization.TokenizerFilesError, match="not OpenAI's GPT-2"):
-            tokenization.verified_gpt2_bpe_files()
+            tokenization.verified_gpt2_bpe_files()  # the same function, re-exported
     finally:
-        tokenization.verified_gpt2_bpe_files.cache_clear()
+        gpt2_bpe.verified_gpt2_bpe_files.cache_clear()

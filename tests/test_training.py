@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hf_gpt2.errors import CheckpointError, RecipeError, RunFolderError
-from hf_gpt2.training.optim import build_optimizer, lr_at, param_groups
+from hf_gpt2.training.optim import build_optimizers, hidden_matrices, lr_at, param_groups, set_lr
 from hf_gpt2.training.state import TrainState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "accelerate_configs"
@@ -86,15 +86,39 @@ def test_frozen_parameters_are_left_out(tiny_model):
     assert all(p is not tiny_model.transformer.wpe.weight for p in decay["params"])
 
 
+def adamw_settings(**changes):
+    settings = {"name": "adamw", "lr": 3e-4, "beta1": 0.8, "beta2": 0.9, "eps": 1e-6, "weight_decay": 0.05,
+                "fused": None, "foreach": None, "muon_lr": 0.02, "muon_momentum": 0.95, "muon_weight_decay": 0.0,
+                "muon_adjust_lr": "original"}  # fmt: skip
+    return SimpleNamespace(**{**settings, **changes})
+
+
 def test_adamw_settings_and_fused_on_cpu_unless_turned_off(tiny_model):
-    o = SimpleNamespace(lr=3e-4, beta1=0.8, beta2=0.9, eps=1e-6, weight_decay=0.05, fused=None)
-    opt = build_optimizer(tiny_model, o, torch.device("cpu"))
+    (opt,) = build_optimizers(tiny_model, adamw_settings(), torch.device("cpu"))
     assert opt.defaults["betas"] == (0.8, 0.9) and opt.defaults["eps"] == 1e-6 and opt.defaults["lr"] == 3e-4
     assert opt.defaults["fused"]
-    assert not build_optimizer(
-        tiny_model, SimpleNamespace(**{**vars(o), "fused": False}), torch.device("cpu")
-    ).defaults["fused"]
+    (unfused,) = build_optimizers(tiny_model, adamw_settings(fused=False), torch.device("cpu"))
+    assert not unfused.defaults["fused"]
+    (foreach,) = build_optimizers(tiny_model, adamw_settings(foreach=True), torch.device("cpu"))
+    assert foreach.defaults["foreach"] and not foreach.defaults["fused"]
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(tiny_model):
+    adamw, muon = build_optimizers(tiny_model, adamw_settings(name="muon"), torch.device("cpu"))
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    in_muon = sorted(names[id(p)] for p in muon.param_groups[0]["params"])
+    matrices = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    assert in_muon == sorted(f"transformer.h.{i}.{m}.weight" for i in range(2) for m in matrices)
+    in_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight"} <= in_adamw
+    assert not in_adamw & set(in_muon)
+    assert len(in_adamw) + len(in_muon) == len(list(tiny_model.parameters()))  # every parameter once (tied head)
+    assert [p.dim() for p in hidden_matrices(tiny_model)] == [2] * 8
+    set_lr(muon, 1.5e-4, adamw_settings(name="muon"))  # half of the AdamW peak → half of muon_lr
+    set_lr(adamw, 1.5e-4, adamw_settings(name="muon"))
+    assert muon.param_groups[0]["lr"] == pytest.approx(0.01) and adamw.param_groups[0]["lr"] == 1.5e-4
 
 
 # -- throughput / MFU ------------------------------------------------------------------------------------------------

@@ -513,3 +513,73 @@ def test_resuming_a_finished_run_is_refused_and_changes_nothing(workspace, finis
         err = capsys.readouterr().err
         assert "is finished" in err and "run.name=NEW_NAME" in err and "Traceback" not in err
     assert tree_digest(finished_run) == before
+
+
+# -- levers of time to a target loss ---------------------------------------------------------------------------------
+
+LEVERS = {
+    "muon": ["optim.name=muon", "optim.muon_lr=0.05"],
+    "wsd": ["optim.schedule=wsd", "optim.decay_fraction=0.25"],
+    "foreach-adamw": ["optim.foreach=true"],
+    "smaller-batch": ["train.micro_batch_size=2", "train.grad_accum_steps=2"],
+    "new-bpe": ["tokenizer.train_new=true", "model.vocab_size=384"],
+}
+
+
+def val_curves(run: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb")).Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/loss", "val/loss", "val/bpb")}
+
+
+@pytest.mark.parametrize("lever", LEVERS)
+def test_each_lever_trains_and_logs_bits_per_byte(workspace, tmp_path, lever):
+    extra = [f"data.cache_dir={tmp_path / 'cache'}"] if lever == "new-bpe" else []
+    assert train_cli(workspace, f"run.name=lever-{lever}", *LEVERS[lever], *extra, "train.save_every=0") == 0
+    run = workspace / f"runs/lever-{lever}"
+    curves = val_curves(run)
+    assert curves["train/loss"][-1] < curves["train/loss"][0] - 0.3
+    assert curves["val/bpb"][-1] < curves["val/bpb"][0] - 0.1
+    report = json.loads((run / "eval.json").read_text())
+    assert report["val_bits_per_byte"] == pytest.approx(curves["val/bpb"][-1], rel=1e-6)
+    assert "| final validation bits per byte |" in (run / "final/README.md").read_text()
+
+
+@pytest.mark.slow
+def test_compiled_training_trains(workspace):
+    assert train_cli(workspace, "run.name=lever-compile", "train.compile=true", "train.save_every=0") == 0
+    curves = val_curves(workspace / "runs/lever-compile")
+    assert curves["train/loss"][-1] < curves["train/loss"][0] - 0.3 and curves["val/bpb"][-1] < curves["val/bpb"][0]
+
+
+def test_muon_runs_resume_bit_exactly(workspace):
+    """Both optimizers' states (AdamW moments, Muon momentum) are in the checkpoint: the resumed run ends equal."""
+    muon = ["optim.name=muon", "optim.muon_lr=0.05", "optim.muon_weight_decay=0.01"]
+    assert train_cli(workspace, "run.name=muon-whole", *muon) == 0
+    checkpoint = workspace / "runs/muon-whole/checkpoints/step-4"
+    assert {"optimizer.bin", "optimizer_1.bin"} <= {p.name for p in checkpoint.iterdir()}
+    assert json.loads((checkpoint / "train_state.json").read_text())["optimizer"] == "muon"
+    assert train_cli(workspace, "run.name=muon-resumed", f"train.resume_from={checkpoint}", *muon) == 0
+    a, b = weights(workspace / "runs/muon-whole/final"), weights(workspace / "runs/muon-resumed/final")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    reports = [json.loads((workspace / f"runs/{n}/eval.json").read_text()) for n in ("muon-whole", "muon-resumed")]
+    assert reports[0]["val_bits_per_byte"] == reports[1]["val_bits_per_byte"]
+
+
+def test_resuming_with_another_optimizer_is_refused_and_changes_nothing(workspace, finished_run, capsys):
+    before = tree_digest(finished_run)
+    checkpoint = finished_run / "checkpoints/step-4"
+    assert train_cli(workspace, "run.name=switch", f"train.resume_from={checkpoint}", "optim.name=muon") == 2
+    err = error_of(capsys.readouterr().err)
+    assert "optim.name=adamw" in err and "not muon" in err
+    assert tree_digest(finished_run) == before and not (workspace / "runs/switch").exists()
+
+
+def test_a_target_val_bpb_finishes_the_run_at_the_first_evaluation_that_reaches_it(workspace, finished_run):
+    first_bpb = val_curves(finished_run)["val/bpb"][0]
+    target = ["train.eval_batches=null", f"train.target_val_bpb={first_bpb + 1.0}"]
+    assert train_cli(workspace, "run.name=target", *target) == 0
+    report = json.loads((workspace / "runs/target/eval.json").read_text())
+    assert report["step"] == 4 and report["val_bits_per_byte"] <= first_bpb + 1.0  # stopped at the first evaluation
+    assert (workspace / "runs/target/final/model.safetensors").is_file()  # a finished run: released

@@ -87,6 +87,18 @@ class TokenWindowLoader:
             global_start = step * self.micro_batch_size * self.num_processes
             yield self._batch_at(global_start + self.process_index * self.micro_batch_size)
 
+    def tiled_batches(self) -> Iterator[torch.Tensor]:
+        """Every window of the split once, in order, with no shift: windows start at 0, T, 2T, ... while T + 1
+        tokens fit, so they cover the whole split but its last few tokens. They are cut into batches of B rows (the
+        last one may be shorter), and process p of P yields batches p, p + P, ...; the position is kept.
+        """
+        num_windows = (len(self._tokens) - 1) // self.block_size
+        rows = self.micro_batch_size
+        for first in range(self.process_index * rows, num_windows, rows * self.num_processes):
+            starts = range(first * self.block_size, min(first + rows, num_windows) * self.block_size, self.block_size)
+            windows = [self._tokens.read(start, self.block_size + 1) for start in starts]
+            yield torch.from_numpy(np.stack(windows).astype(np.int64))  # (b, T + 1)
+
     @property
     def epoch(self) -> float:
         """Epochs consumed so far over all processes (fractional)."""

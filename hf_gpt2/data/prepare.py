@@ -15,14 +15,16 @@ val, so val always has at least one document; a source of one document is cut in
 held out (:func:`hf_gpt2.data.split.split_lone_document`). Tokenization runs in ``data.num_proc`` processes over
 chunks of about 1 MB of text, with at most a few chunks in flight, so memory stays flat on corpora of any size. The
 GPT-2 BPE goes through tiktoken (6–9× faster than HF tokenizers, identical ids); any other tokenizer through
-transformers. The folder is written under a temporary name and renamed, so a crash never leaves a half-written cache
-behind.
+transformers. With GPT-2's BPE nothing here imports torch or transformers (``hf-gpt2 prepare`` starts in a fraction
+of a second): :mod:`hf_gpt2.tokenization`, which needs transformers, is loaded by name only for the other tokenizers.
+The folder is written under a temporary name and renamed, so a crash never leaves a half-written cache behind.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
+import importlib
 import itertools
 import json
 import logging
@@ -47,8 +49,8 @@ from hf_gpt2.data.sources import (
 from hf_gpt2.data.split import split_lone_document, val_mask
 from hf_gpt2.errors import DataError
 from hf_gpt2.folders import staged_folder
+from hf_gpt2.gpt2_bpe import TokenizerSpec, gpt2_spec, load_gpt2_tiktoken, tiktoken_batch_encoder
 from hf_gpt2.recipe import Recipe, effective_max_documents
-from hf_gpt2.tokenization import TokenizerSpec, batch_encoder, load_gpt2_tiktoken, tokenizer_spec
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def prepare_token_shards(recipe: Recipe, *, force: bool = False) -> PreparedData
             f"prepare_token_shards reads data.format='text'; data.format={data.format!r} uses hf_gpt2.data.sft"
         )
     source = resolve_source(data)
-    tokenizer = tokenizer_spec(recipe)
+    tokenizer = spec_of(recipe)
     max_documents = effective_max_documents(recipe)
     fingerprint = shard_fingerprint(source, tokenizer, data.val_fraction, max_documents)
     cache_dir = Path(data.cache_dir).expanduser()
@@ -132,6 +134,13 @@ def prepare_token_shards(recipe: Recipe, *, force: bool = False) -> PreparedData
     }
     prepared = _build(directory, source, tokenizer, settings, max_documents, _num_proc(data.num_proc))
     return check_fits_block_size(prepared, data.block_size)
+
+
+def spec_of(recipe: Recipe) -> TokenizerSpec:
+    """The recipe's tokenizer spec: GPT-2's without transformers; any other through :mod:`hf_gpt2.tokenization`."""
+    if recipe.tokenizer.name == "gpt2" and not recipe.tokenizer.train_new:
+        return gpt2_spec()
+    return importlib.import_module("hf_gpt2.tokenization").tokenizer_spec(recipe)
 
 
 def check_fits_block_size(prepared: PreparedData, block_size: int) -> PreparedData:
@@ -307,7 +316,10 @@ def _init_worker(tokenizer: TokenizerSpec, in_worker: bool = True) -> None:
     _ENCODE_DTYPE = shard_dtype(tokenizer.vocab_size)
     if in_worker:  # each worker is one process's worth of parallelism already
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _ENCODE = batch_encoder(tokenizer)
+    if tokenizer.uses_tiktoken:
+        _ENCODE = tiktoken_batch_encoder()
+    else:
+        _ENCODE = importlib.import_module("hf_gpt2.tokenization").batch_encoder(tokenizer)
 
 
 def _encode_chunk(task: tuple[int, list[str], float, int]) -> tuple[np.ndarray, np.ndarray, int, int]:

@@ -187,14 +187,7 @@ def _training_table(summary: RunSummary) -> str:
     if per_step:
         rows.append(("batch", f"{int(per_step):,} tokens per optimizer step"))
     if optim:
-        rows.append(
-            (
-                "optimizer",
-                f"AdamW, lr {optim.get('lr')} → {optim.get('min_lr')}, {optim.get('schedule')} "
-                f"schedule, {optim.get('warmup_steps')} warmup steps, "
-                f"weight decay {optim.get('weight_decay')}",
-            )
-        )
+        rows.append(("optimizer", _optimizer_text(optim)))
     hardware = f["hardware"] or "not recorded"
     if f["num_processes"]:
         hardware += f" ({f['num_processes']} process{'es' if f['num_processes'] != 1 else ''})"
@@ -209,8 +202,23 @@ def _training_table(summary: RunSummary) -> str:
         ("final train loss", _number(f["final_train_loss"])),
         ("final validation loss", _number(f["final_val_loss"])),
     ]
+    if f.get("final_val_bpb") is not None:
+        rows.append(("final validation bits per byte", _number(f["final_val_bpb"])))
     lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
+
+
+def _optimizer_text(optim: dict[str, Any]) -> str:
+    adamw = (
+        f"AdamW, lr {optim.get('lr')} → {optim.get('min_lr')}, {optim.get('schedule')} schedule, "
+        f"{optim.get('warmup_steps')} warmup steps, weight decay {optim.get('weight_decay')}"
+    )
+    if optim.get("name") != "muon":
+        return adamw
+    return (
+        f"Muon for the blocks' matrices (lr {optim.get('muon_lr')}, momentum {optim.get('muon_momentum')}, weight "
+        f"decay {optim.get('muon_weight_decay')}) and {adamw} for the embeddings, biases and LayerNorm"
+    )
 
 
 def _tokenizer_text(tokenizer: dict[str, Any]) -> str:

@@ -150,6 +150,8 @@ def _facts(summary: RunSummary, train_state: TrainState | None) -> dict[str, Any
     facts["final_train_loss"] = curves.final(train_tags[0]) if train_tags else None
     val_loss = report.val_loss
     facts["final_val_loss"] = val_loss if val_loss is not None else (curves.final(val_tags[0]) if val_tags else None)
+    bpb = report.val_bits_per_byte
+    facts["final_val_bpb"] = bpb if bpb is not None else curves.final("val/bpb")
     return facts
 
 

@@ -35,6 +35,11 @@ def cross_section_problems(recipe: Recipe) -> list[str]:
             f"{model.n_positions} (even an empty prompt is one token); lower sample.max_new_tokens to at most "
             f"{model.n_positions - 1}"
         )
+    if train.eval_batches is None and (data.format != "text" or data.streaming):
+        problems.append(
+            "train.eval_batches=null (the whole val split) needs prepared text data; with data.format=sft or "
+            "data.streaming give a number of batches"
+        )
     if train.global_batch_tokens is not None and train.grad_accum_steps is None:
         if train.micro_batch_size >= 1 and data.block_size >= 1:
             try:

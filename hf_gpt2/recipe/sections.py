@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 SCHEDULES = ("cosine", "wsd", "linear", "constant")
+OPTIMIZERS = ("adamw", "muon")
+MUON_ADJUST_LR = ("original", "match_rms_adamw")
 DATA_FORMATS = ("text", "sft")
 SFT_FORMATS = ("auto", "hh", "messages", "prompt_completion")
 SFT_UNTRAINABLE = ("error", "skip")
@@ -302,8 +304,12 @@ class TrainConfig:
     """Clip the global gradient norm to this value; 0 turns clipping off."""
     eval_every: int = 250
     """Compute val loss every this many optimizer steps (and at the end); 0 only at the end."""
-    eval_batches: int = 20
-    """Micro-batches of val data per evaluation, per process."""
+    eval_batches: int | None = 20
+    """Micro-batches of val data per evaluation, over all processes (the same windows every time); null scores every
+    window of the val split once (prepared text data), the fair measure across tokenizers."""
+    target_val_bpb: float | None = None
+    """Finish the run (release, eval, card as at ``max_steps``) at the first evaluation whose validation bits per byte
+    are at or below this: a time-to-target run. Null trains for ``max_steps``."""
     save_every: int = 1000
     """Write a resumable checkpoint every this many optimizer steps; 0 turns periodic checkpoints off. The last step
     is always saved (the release is written from it, and written again from it when the run is resumed)."""
@@ -351,9 +357,14 @@ class TrainConfig:
         """This section's problems (the global batch against ``data.block_size`` is in :mod:`hf_gpt2.recipe.rules`)."""
         problems = []
         add = problems.append
-        for key in ("max_steps", "micro_batch_size", "eval_batches", "keep_last"):
+        for key in ("max_steps", "micro_batch_size", "keep_last"):
             if getattr(self, key) < 1:
                 add(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if self.eval_batches is not None and self.eval_batches < 1:
+            add(f"train.eval_batches must be >= 1, or null (the whole val split), got {self.eval_batches}")
+        if self.target_val_bpb is not None and self.target_val_bpb <= 0:
+            add(f"train.target_val_bpb must be > 0 bits per byte, or null (train for max_steps), got "
+                f"{self.target_val_bpb}")  # fmt: skip
         for key in ("eval_every", "save_every"):
             if getattr(self, key) < 0:
                 add(f"train.{key} must be >= 0 (0 = off), got {getattr(self, key)}")
@@ -370,10 +381,14 @@ class TrainConfig:
 
 @dataclass(kw_only=True)
 class OptimConfig:
-    """``optim``: AdamW and the learning-rate schedule."""
+    """``optim``: the optimizer (AdamW, or Muon for the hidden matrices) and the learning-rate schedule."""
 
+    name: str = "adamw"
+    """``adamw`` for every parameter, or ``muon``: ``torch.optim.Muon`` for the 2-D weights of the transformer blocks'
+    Linear layers (attention and MLP matrices) at ``muon_lr``, AdamW for the embeddings, the LM head, biases and
+    LayerNorm at ``lr``. Both follow the same schedule."""
     lr: float = 6e-4
-    """Peak learning rate, reached at the end of warmup."""
+    """Peak learning rate (of AdamW), reached at the end of warmup."""
     min_lr: float = 6e-5
     """Learning rate at the end of the decay."""
     warmup_steps: int = 700
@@ -391,7 +406,18 @@ class OptimConfig:
     eps: float = 1e-8
     """AdamW epsilon."""
     fused: bool | None = None
-    """Fused AdamW kernel; None uses it on CUDA when available."""
+    """Fused AdamW kernel; None uses it on CUDA and CPU (unless ``foreach`` is true)."""
+    foreach: bool | None = None
+    """Multi-tensor (foreach) AdamW instead of the fused kernel; None: the fused one where it runs."""
+    muon_lr: float = 0.02
+    """``muon`` only: peak learning rate of the hidden matrices (scaled per matrix by ``muon_adjust_lr``)."""
+    muon_momentum: float = 0.95
+    """``muon`` only: Nesterov momentum of the hidden matrices."""
+    muon_weight_decay: float = 0.0
+    """``muon`` only: decoupled weight decay of the hidden matrices (multiplied by the scheduled ``muon_lr``)."""
+    muon_adjust_lr: str = "original"
+    """``muon`` only: per-matrix lr scale: ``original`` (Keller Jordan's sqrt(max(1, rows/cols))) or
+    ``match_rms_adamw`` (Moonshot's 0.2 · sqrt(max(rows, cols)), for an AdamW-sized ``muon_lr``)."""
 
     def problems(self) -> list[str]:
         """This section's problems."""
@@ -404,6 +430,13 @@ class OptimConfig:
         if self.warmup_steps < 0:
             add(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         check_choice(problems, "optim.schedule", self.schedule, SCHEDULES)
+        check_choice(problems, "optim.name", self.name, OPTIMIZERS)
+        check_choice(problems, "optim.muon_adjust_lr", self.muon_adjust_lr, MUON_ADJUST_LR)
+        if self.fused and self.foreach:
+            add("optim.fused and optim.foreach cannot both be true; set one of them to null")
+        if self.muon_lr <= 0 or self.muon_weight_decay < 0 or not 0.0 <= self.muon_momentum < 1.0:
+            add(f"optim.muon_lr must be > 0, optim.muon_weight_decay >= 0 and optim.muon_momentum in [0, 1), got "
+                f"{self.muon_lr}, {self.muon_weight_decay}, {self.muon_momentum}")  # fmt: skip
         if not 0.0 < self.decay_fraction <= 1.0:
             add(f"optim.decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.weight_decay < 0 or self.eps <= 0:

@@ -234,9 +234,10 @@ def check_resumable(
     *,
     tokens_per_step: int | None = None,
     reshardable: bool = False,
+    optimizer: str | None = None,
 ) -> None:
-    """Check that this process can resume from ``folder``: its own files are there, and the process count is the
-    saved one, or may change.
+    """Check that this process can resume from ``folder``: its own files are there, the optimizer (``optim.name``)
+    is the saved one, and the process count is the saved one, or may change.
 
     The process count may change when both the checkpoint and this run are reshardable (whole weights and optimizer
     state, as DDP and one process save them, and a data position counted over all processes, as the token-window
@@ -244,8 +245,15 @@ def check_resumable(
     count then reads process 0's data position and starts its RNGs afresh.
 
     Raises:
-        CheckpointError: the process count differs and may not (naming why), or this process's files are missing.
+        CheckpointError: the process count differs and may not (naming why), the optimizer differs, or this
+            process's files are missing.
     """
+    if optimizer is not None and optimizer != train_state.optimizer:
+        raise CheckpointError(
+            f"checkpoint {folder} holds the state of optim.name={train_state.optimizer}; resume it with "
+            f"optim.name={train_state.optimizer}, not {optimizer} (or start a new run from its weights with "
+            f"model.init={folder})"
+        )
     saved = train_state.num_processes
     if saved != num_processes:
         reasons = _why_not_reshardable(train_state, tokens_per_step, reshardable)
@@ -290,6 +298,7 @@ def load_checkpoint(
     verified: bool = False,
     tokens_per_step: int | None = None,
     reshardable: bool = False,
+    optimizer: str | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Restore a checkpoint into the prepared objects and the RNGs; return (train state, this process's data state).
 
@@ -298,15 +307,16 @@ def load_checkpoint(
             files are not hashed a second time.
         tokens_per_step, reshardable: this run's global batch and whether it may resume with another process count
             (see :func:`check_resumable`). A process beyond the saved count keeps its RNGs as they are.
+        optimizer: this run's ``optim.name``, which must be the saved one.
 
     Raises:
-        CheckpointError: a file is missing or corrupt, or the checkpoint was saved with another number of processes
-            and may not be resumed with this one.
+        CheckpointError: a file is missing or corrupt, the checkpoint was saved with another number of processes
+            and may not be resumed with this one, or with another optimizer.
     """
     train_state = read_train_state(folder) if verified else verify_checkpoint(folder)
     index = accelerator.process_index
     check_resumable(folder, train_state, index, accelerator.num_processes, tokens_per_step=tokens_per_step,
-                    reshardable=reshardable)  # fmt: skip
+                    reshardable=reshardable, optimizer=optimizer)  # fmt: skip
     try:
         accelerator.load_state(str(folder))
     except Exception as err:  # any failure to deserialise: a damaged or foreign checkpoint

@@ -78,14 +78,15 @@ def find_checkpoint_everywhere(
     download: Download | None = None,
     tokens_per_step: int | None = None,
     reshardable: bool = False,
+    optimizer: str | None = None,
 ) -> Path:
     """This process's path to the checkpoint the main process chose, verified; every process raises any one's error.
 
     A process that does not see the main's folder (another node, no shared filesystem) fetches a ``hub:``
     checkpoint with ``download`` into its own node's cache, the node's first process before the others; a local
     folder it cannot see is an error. Every process checks the files (manifest, its own per-process files) and that
-    it found the same step. ``tokens_per_step`` and ``reshardable`` say whether another process count may resume it
-    (:func:`checkpointing.check_resumable`).
+    it found the same step. ``tokens_per_step`` and ``reshardable`` say whether another process count may resume it,
+    ``optimizer`` is the run's ``optim.name`` (:func:`checkpointing.check_resumable`).
 
     Raises:
         CheckpointError: on every process, when any process cannot find or verify the checkpoint, or found another.
@@ -101,6 +102,7 @@ def find_checkpoint_everywhere(
             state.num_processes,
             tokens_per_step=tokens_per_step,
             reshardable=reshardable,
+            optimizer=optimizer,
         )
         return path, train_state
 

@@ -77,6 +77,7 @@ def launch(recipe: Recipe, *, download: Download | None = None) -> Launch:
                 download=download,
                 tokens_per_step=plan.tokens_per_step,
                 reshardable=is_reshardable(recipe, state),
+                optimizer=recipe.optim.name,
             )
         accelerator = Accelerator(
             cpu=cpu,

@@ -2,8 +2,10 @@
 
 :func:`train` runs the steps of a :class:`~hf_gpt2.training.trainer.Trainer` (one step is
 :func:`~hf_gpt2.training.step.optimizer_step`), logs every ``run.log_every`` steps, computes the val loss every
-``train.eval_every`` steps and at the end, and saves a checkpoint every ``train.save_every`` steps and at the last
-step; each checkpoint goes to ``trainer.on_checkpoint`` (the pipeline's Hub upload). :func:`restore` continues from a
+``train.eval_every`` steps and at the end (loss and bits per byte, :mod:`~hf_gpt2.training.validation`), stops
+early once ``train.target_val_bpb`` is reached, and saves a checkpoint every ``train.save_every`` steps and at the
+last step; each
+checkpoint goes to ``trainer.on_checkpoint`` (the pipeline's Hub upload). :func:`restore` continues from a
 checkpoint exactly.
 """
 
@@ -22,11 +24,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hf_gpt2.recipe import Recipe
 from hf_gpt2.training import checkpointing, metrics
-from hf_gpt2.training.components import compute_loss, to_model_batch
+from hf_gpt2.training.components import to_model_batch
 from hf_gpt2.training.distributed import is_reshardable, main_decides
 from hf_gpt2.training.state import TrainState, latest_checkpoint
 from hf_gpt2.training.step import optimizer_step
 from hf_gpt2.training.trainer import Trainer, make_loader
+from hf_gpt2.training.validation import ValScores, rows_per_forward, score_batches
 
 logger = get_logger(__name__)
 
@@ -35,7 +38,8 @@ def train(trainer: Trainer) -> bool:
     """Run optimizer steps up to ``train.max_steps``; return False when stopped early by SIGTERM.
 
     A finished run always ends with the val loss of its last step (also when it resumed at ``max_steps``) and a
-    checkpoint of that step, so that the release can be written (or written again) without training.
+    checkpoint of that step, so that the release can be written (or written again) without training. A run with
+    ``train.target_val_bpb`` finishes at the first evaluation that reaches it (and a resume from there trains no more).
     """
     recipe, accelerator = trainer.recipe, trainer.accelerator
     log_every, eval_every, save_every = intervals(recipe)
@@ -43,7 +47,7 @@ def train(trainer: Trainer) -> bool:
         total=recipe.train.max_steps, initial=trainer.step, desc="train", disable=not accelerator.is_local_main_process
     )
     with PreemptionHandler(trainer), logging_redirect_tqdm(), bar:  # log lines print above the bar
-        while trainer.step < recipe.train.max_steps:
+        while trainer.step < recipe.train.max_steps and not trainer.target_reached:
             if _stop_agreed(trainer):
                 saved = trainer.checkpoint_root / f"step-{trainer.step}"
                 path = saved if saved_at_this_step(trainer) else save(trainer)
@@ -57,7 +61,9 @@ def train(trainer: Trainer) -> bool:
             if trainer.step % log_every == 0:
                 log_train_metrics(trainer, grad_norm, lr)
             if (eval_every and trainer.step % eval_every == 0) or trainer.step == recipe.train.max_steps:
-                log_val_loss(trainer)
+                if reached_target(trainer, log_val_loss(trainer)):
+                    trainer.target_reached = True
+                    break
             if save_every and trainer.step % save_every == 0:
                 save(trainer)
         if trainer.last_val_step != trainer.step:
@@ -110,6 +116,7 @@ def restore(trainer: Trainer, checkpoint: Path) -> None:
         verified=True,
         tokens_per_step=trainer.plan.tokens_per_step,
         reshardable=is_reshardable(trainer.recipe, accelerator.state),
+        optimizer=trainer.recipe.optim.name,
     )
     trainer.train_loader.load_state_dict(data_state)
     trainer.step = train_state.step
@@ -125,7 +132,9 @@ def restore(trainer: Trainer, checkpoint: Path) -> None:
     tokens = train_state.tokens_seen
     trainer.tokens_seen = tokens if tokens is not None else trainer.step * trainer.plan.tokens_per_step
     trainer.train_time_s = train_state.train_time_s
-    logger.info("resumed from %s at step %d", checkpoint, trainer.step)
+    trainer.target_reached = train_state.target_reached
+    done = " (train.target_val_bpb was reached there: no more training)" if trainer.target_reached else ""
+    logger.info("resumed from %s at step %d%s", checkpoint, trainer.step, done)
 
 
 def save(trainer: Trainer) -> Path:
@@ -136,6 +145,8 @@ def save(trainer: Trainer) -> Path:
         train_time_s=trainer.train_time_s,
         tokens_per_step=trainer.plan.tokens_per_step,
         reshardable=is_reshardable(trainer.recipe, trainer.accelerator.state),
+        optimizer=trainer.recipe.optim.name,
+        target_reached=trainer.target_reached,
     )
     path = checkpointing.save_checkpoint(
         trainer.accelerator,
@@ -199,30 +210,52 @@ def log_train_metrics(trainer: Trainer, grad_norm: float | None, lr: float) -> N
     trainer.window = {"loss": 0.0, "time": 0.0, "steps": 0}
 
 
-@torch.no_grad()
-def val_loss(trainer: Trainer) -> float:
-    """Mean loss over ``train.eval_batches`` validation batches, split across processes and gathered.
+def evaluate(trainer: Trainer) -> ValScores:
+    """Loss and bits per byte over the validation windows (the same ones at every evaluation), summed exactly over
+    every process.
 
-    The validation windows are the same at every evaluation (a fresh loader with the run's seed).
+    ``train.eval_batches`` batches of the val loader (a fresh one with the run's seed), split across processes; with
+    ``eval_batches: null`` every window of the val split once (:meth:`TokenWindowLoader.tiled_batches`).
     """
     accelerator, recipe = trainer.accelerator, trainer.recipe
     loader = make_loader(recipe, trainer.prepared, trainer.loader_cls, "val", accelerator)
-    n_batches = max(1, math.ceil(recipe.train.eval_batches / accelerator.num_processes))
+    if recipe.train.eval_batches is None:
+        raw = loader.tiled_batches()
+    else:
+        n_batches = max(1, math.ceil(recipe.train.eval_batches / accelerator.num_processes))
+        raw = (next(loader) for _ in range(n_batches))
+    rows = rows_per_forward(recipe.data.block_size, accelerator.device)
     trainer.model.eval()
-    losses = torch.stack(
-        [compute_loss(trainer.model, to_model_batch(next(loader), accelerator.device)) for _ in range(n_batches)]
-    )
+    batches = (to_model_batch(batch, accelerator.device) for batch in raw)
+    sums = score_batches(trainer.model, batches, trainer.byte_lengths, rows).to(accelerator.device)
     trainer.model.train()
-    return accelerator.gather(losses).float().mean().item()
+    return ValScores.from_sums(accelerator.reduce(sums, "sum").cpu())
 
 
-def log_val_loss(trainer: Trainer) -> float:
-    """Evaluate, log ``val/loss`` and remember it for eval.json."""
-    loss = val_loss(trainer)
-    trainer.last_val_loss, trainer.last_val_step = loss, trainer.step
-    trainer.accelerator.log({"val/loss": loss}, step=trainer.step)
-    logger.info("step %d | val loss %.4f | val ppl %.2f", trainer.step, loss, math.exp(min(loss, 50.0)))
-    return loss
+def log_val_loss(trainer: Trainer) -> ValScores:
+    """Evaluate, log ``val/loss`` and ``val/bpb`` (bits per byte) and remember them for eval.json."""
+    scores = evaluate(trainer)
+    trainer.last_val_loss, trainer.last_val_bpb = scores.loss, scores.bits_per_byte
+    trainer.last_val_step = trainer.step
+    values = {"val/loss": scores.loss}
+    if scores.bits_per_byte is not None:
+        values["val/bpb"] = scores.bits_per_byte
+    trainer.accelerator.log(values, step=trainer.step)
+    bpb = "n/a" if scores.bits_per_byte is None else f"{scores.bits_per_byte:.4f}"
+    logger.info("step %d | val loss %.4f | val ppl %.2f | val bpb %s | %.1f s training", trainer.step, scores.loss,
+                math.exp(min(scores.loss, 50.0)), bpb, trainer.train_time_s)  # fmt: skip
+    return scores
+
+
+def reached_target(trainer: Trainer, scores: ValScores) -> bool:
+    """Whether ``train.target_val_bpb`` is set and these val bits per byte are at or below it (logged when so)."""
+    target = trainer.recipe.train.target_val_bpb
+    if target is None or scores.bits_per_byte is None or scores.bits_per_byte > target:
+        return False
+    logger.info("step %d: val bpb %.4f reached train.target_val_bpb=%g after %s tokens and %.1f s of training",
+                trainer.step, scores.bits_per_byte, target, f"{trainer.tokens_seen:,}",
+                trainer.train_time_s)  # fmt: skip
+    return True
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------------------------------

@@ -56,6 +56,11 @@ class TrainState:
     """Whether the state is whole and the data position global, so another number of processes may resume it."""
     num_processes: int = 1
     """Processes that wrote the checkpoint."""
+    optimizer: str = "adamw"
+    """``optim.name`` of the run, whose optimizer states the checkpoint holds (``adamw`` before Muon existed)."""
+    target_reached: bool = False
+    """The run reached ``train.target_val_bpb`` at this step, so its training is over: resuming it finishes the
+    release without training."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``train_state.json``."""

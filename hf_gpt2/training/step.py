@@ -25,7 +25,7 @@ def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
 
     The mean loss is reduced across processes and checked before the update, so a NaN/inf never reaches the weights.
     """
-    accelerator, model, optimizer = trainer.accelerator, trainer.model, trainer.optimizer
+    accelerator, model, optimizers = trainer.accelerator, trainer.model, trainer.optimizers
     model.train()
     started = time.perf_counter()
     total = torch.zeros((), device=accelerator.device)
@@ -45,9 +45,10 @@ def optimizer_step(trainer: Trainer) -> tuple[float, float | None, float]:
                 mean_loss = accelerator.reduce(total, "mean").item() / trainer.plan.grad_accum_steps
                 check_finite(trainer, mean_loss)
                 grad_norm = clip_gradients(trainer)
-                set_lr(optimizer, lr)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                for optimizer in optimizers:
+                    set_lr(optimizer, lr, trainer.recipe.optim)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
     trainer.window["loss"] += mean_loss
     elapsed = time.perf_counter() - started
     trainer.window["time"] += elapsed
