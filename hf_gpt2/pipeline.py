@@ -286,7 +286,7 @@ def finish_run(trainer: Trainer) -> EvalReport:
         val_bits_per_byte=trainer.last_val_bpb,
         step=trainer.step,
         tokens_seen=trainer.tokens_seen,
-        train_time_s=round(trainer.train_time_s, 1),
+        train_time_s=round(trainer.train_time_s, 3),  # a time-to-target race compares short runs too
         wall_time_s=round(time.time() - trainer.started_at, 1),
         device=device_name(accelerator.device),
         num_processes=accelerator.num_processes,

@@ -38,6 +38,7 @@ def make_recipe(corpus: Path, cache: Path, *overrides: str):
         "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 32},
         "data": {"source": str(corpus), "cache_dir": str(cache), "block_size": 16, "val_fraction": 0.2, "num_proc": 1},
         "train": {"max_steps": 1, "micro_batch_size": 3},
+        "sample": {"prompts": []},  # a 32-position model has no room for the default samples
     }
     return recipe_from_dict(raw, list(overrides))
 
