@@ -1,7 +1,8 @@
 """``eval.json``: what a finished run reports, one schema for the writer (the pipeline) and every reader (the card).
 
 The file is one JSON object: the validation loss and the run's counters at the top level, then one entry per
-benchmark task with its metrics (``run_tasks``' ``{task: {metric: value, "n": count}}``)::
+benchmark task with its metrics (``run_tasks``' ``{task: {metric: value, "n": count}}``; a task whose name is also a
+field, the ``val_loss`` task, goes under ``"tasks": {...}``)::
 
     {"val_loss": 3.21, "val_perplexity": 24.8, "val_bits_per_byte": 1.12, "step": 30, "tokens_seen": 122880,
      "train_time_s": 81.5, "wall_time_s": 96.0, "device": "cpu (x86_64)", "num_processes": 1, "mixed_precision": "no",
@@ -124,7 +125,10 @@ class EvalReport:
         """The JSON object of ``eval.json``: the set fields, then the tasks at the top level."""
         facts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_FACTS}
         history = {"history": [point.to_json() for point in self.history]} if self.history else {}
-        return {**{k: v for k, v in facts.items() if v is not None}, **history, **self.tasks}
+        clashing = {name: scores for name, scores in self.tasks.items() if name in _RESERVED}
+        plain = {name: scores for name, scores in self.tasks.items() if name not in _RESERVED}
+        nested = {"tasks": clashing} if clashing else {}
+        return {**{k: v for k, v in facts.items() if v is not None}, **history, **nested, **plain}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = EVAL_JSON) -> EvalReport:
@@ -139,14 +143,16 @@ class EvalReport:
         values: dict[str, Any] = {}
         tasks: dict[str, dict[str, float]] = {}
         for key, value in data.items():
-            if key == "history":
+            if key == "tasks" and isinstance(value, Mapping):
+                tasks.update({name: _scores(scores, f"{where}: tasks.{name}") for name, scores in value.items()})
+            elif key == "history":
                 if not isinstance(value, list):
                     raise EvalReportError(f"{where}: history should be a list of points, got {value!r:.80}")
                 values["history"] = [EvalPoint.from_json(p, f"{where}: history[{i}]") for i, p in enumerate(value)]
             elif key in fields:
                 values[key] = _checked(value, fields[key].type, f"{where}: {key}")
             elif isinstance(value, Mapping):
-                tasks[key] = {name: float(v) for name, v in value.items() if _is_number(v)}
+                tasks[key] = _scores(value, f"{where}: {key}")
             else:
                 raise EvalReportError(
                     f"{where}: {key}={value!r} is neither a field of eval.json ({', '.join(fields)}) nor a task"
@@ -173,6 +179,14 @@ class EvalReport:
 
 _NOT_FACTS = frozenset({"tasks", "history"})
 """Fields that are not top-level scalars of ``eval.json``."""
+_RESERVED = frozenset({f.name for f in dataclasses.fields(EvalReport)})
+"""Top-level keys that are not tasks: a task of that name (``val_loss``) is written under ``"tasks"`` instead."""
+
+
+def _scores(value: Any, where: str) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise EvalReportError(f"{where}={value!r:.80} should be an object of metric values")
+    return {name: float(v) for name, v in value.items() if _is_number(v)}
 
 
 def _checked(value: Any, annotation: str, where: str) -> Any:
