@@ -348,18 +348,9 @@ def log_samples(trainer: Trainer, model: PreTrainedModel) -> list[dict[str, str]
 
 def run_eval_tasks(trainer: Trainer, model: PreTrainedModel) -> dict[str, dict[str, float]]:
     """Run ``eval.tasks`` through ``hf_gpt2.evaluation.run_tasks`` (every process takes part) and log the scores."""
-    section = trainer.recipe.eval
-    if not section.tasks:
+    if not trainer.recipe.eval.tasks:
         return {}
-    results = run_tasks(
-        model,
-        trainer.tokenizer,
-        list(section.tasks),
-        data=dict(section.data) or None,
-        limit=section.limit,
-        batch_size=section.batch_size,
-        accelerator=trainer.accelerator,
-    )
+    results = _recipe_tasks(trainer, model, trainer.recipe.eval.limit)
     scalars = {
         f"eval/{task}/{name}": float(value)
         for task, scores in results.items()
@@ -374,6 +365,22 @@ def run_eval_tasks(trainer: Trainer, model: PreTrainedModel) -> dict[str, dict[s
     return results
 
 
+def _recipe_tasks(
+    trainer: Trainer, model: Any, limit: int | None, *, progress: bool = True
+) -> dict[str, dict[str, float]]:
+    section = trainer.recipe.eval
+    return run_tasks(
+        model,
+        trainer.tokenizer,
+        list(section.tasks),
+        data=dict(section.data) or None,
+        limit=limit,
+        batch_size=section.batch_size,
+        accelerator=trainer.accelerator,
+        progress=progress,
+    )
+
+
 def in_training_prefix(limit: int | None) -> str:
     """The TensorBoard prefix of the evaluations during training: ``eval_first200`` for the first 200 items of each
     task, ``eval_all`` for all of them; never ``eval``, the evaluation after training, so that a curve on a slice is
@@ -386,16 +393,7 @@ def evaluate_during_training(trainer: Trainer) -> list[dict[str, Any]]:
     part), log the scores to TensorBoard (``eval_first<N>/<task>/<metric>``) and in one line, and return the points
     of eval.json's ``history``."""
     section = trainer.recipe.eval
-    results = run_tasks(
-        trainer.model,
-        trainer.tokenizer,
-        list(section.tasks),
-        data=dict(section.data) or None,
-        limit=section.every_limit,
-        batch_size=section.batch_size,
-        accelerator=trainer.accelerator,
-        progress=False,
-    )
+    results = _recipe_tasks(trainer, trainer.model, section.every_limit, progress=False)
     prefix = in_training_prefix(section.every_limit)
     points = [
         EvalPoint(
