@@ -217,3 +217,26 @@ def test_the_card_panels_show_the_slice_beside_gpt2s_numbers_on_the_whole_task(t
     assert plot_eval_panels(panels, tmp_path / "eval_curves.png").stat().st_size > 0
     assert plot_eval_panels([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
     assert eval_panels(EvalReport(step=30, tasks={"hellaswag": {"acc": 0.3}})) == []
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_share_the_evaluation_and_train_the_same_weights_as_without_it(workspace):  # noqa: F811
+    from test_training_e2e import accelerate_launch
+
+    shards = _shards(workspace)
+    recipe = str(workspace / "tiny.yaml")
+    common = [*DROPOUT, "train.eval_every=4", "sample.prompts=[]", "train.save_every=0"]
+    tasks = ["eval.tasks=[val_loss]", f"eval.data.val_loss={shards}", "eval.every=3", "eval.every_limit=5"]
+    plain = accelerate_launch("cpu_ddp.yaml", "train.py", recipe, "run.name=ddp-plain", *common)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    evaluated = accelerate_launch("cpu_ddp.yaml", "train.py", recipe, "run.name=ddp-evaluated", *common, *tasks)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "2 process(es)" in evaluated.stderr
+    a, b = weights(workspace / "runs/ddp-plain/final"), weights(workspace / "runs/ddp-evaluated/final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = EvalReport.read(workspace / "runs/ddp-evaluated/eval.json").history
+    assert [(p.step, p.limit) for p in history] == [(3, 5), (6, 5)]
+    block = 32  # the tiny recipe's data.block_size: each val window scores that many tokens
+    assert all(p.n == 5 * block for p in history)  # the 5 windows split over the processes, gathered once each
+    assert evaluated.stderr.count("eval.tasks on first 5 items per task") == 2  # one line per evaluation
