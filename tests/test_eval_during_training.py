@@ -180,8 +180,12 @@ def test_eval_json_keeps_the_history_and_reads_files_without_it(tmp_path):
         EvalReport.from_json({"history": {"step": 1}})
 
 
-def test_a_train_state_without_history_still_loads():
+def test_a_train_state_without_history_still_loads_and_a_bad_one_is_named():
+    from hf_gpt2.errors import CheckpointError
+
     assert TrainState.from_json({"step": 4}).eval_history == []
+    with pytest.raises(CheckpointError, match="eval_history should be a list of objects with an integer 'step'"):
+        TrainState.from_json({"step": 4, "eval_history": [{"task": "hellaswag"}]})
 
 
 # -- the card --------------------------------------------------------------------------------------------------------
@@ -240,3 +244,12 @@ def test_two_processes_share_the_evaluation_and_train_the_same_weights_as_withou
     block = 32  # the tiny recipe's data.block_size: each val window scores that many tokens
     assert all(p.n == 5 * block for p in history)  # the 5 windows split over the processes, gathered once each
     assert evaluated.stderr.count("eval.tasks on first 5 items per task") == 2  # one line per evaluation
+
+
+def test_the_cards_val_loss_fallback_is_the_val_split_not_a_slice():
+    from hf_gpt2.hub.curves import Curves
+    from hf_gpt2.hub.summary import RunSummary, _facts
+
+    series = {"eval_first3/val_loss/loss": [(2, 9.0), (6, 8.0)], "val/loss": [(4, 7.0), (8, 5.0)]}
+    facts = _facts(RunSummary(curves=Curves(series=series)), None)  # an eval.json without val_loss
+    assert facts["final_val_loss"] == 5.0

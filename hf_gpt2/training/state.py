@@ -83,6 +83,10 @@ class TrainState:
         unknown = sorted(set(data) - known)
         if unknown:
             raise CheckpointError(f"{where} has keys {unknown} that a train state does not have ({sorted(known)})")
+        history = data.get("eval_history", [])
+        if not isinstance(history, list) or not all(isinstance(p, Mapping) and isinstance(p.get("step"), int)
+                                                    for p in history):  # fmt: skip
+            raise CheckpointError(f"{where}: eval_history should be a list of objects with an integer 'step'")
         return cls(**data)
 
     def write(self, folder: Path) -> Path:
