@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import huggingface_hub.constants
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from accelerate.logging import get_logger
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -34,11 +34,12 @@ from hf_gpt2.data.loader import TokenWindowLoader
 from hf_gpt2.data.prepare import prepare_token_shards
 from hf_gpt2.data.sft import SFTLoader, prepare_sft_data
 from hf_gpt2.data.streaming import StreamingData, StreamingTokenLoader
-from hf_gpt2.errors import CheckpointError, DataError, StorageError
-from hf_gpt2.eval_report import EVAL_JSON, EvalReport
+from hf_gpt2.errors import CheckpointError, DataError, RecipeError, StorageError
+from hf_gpt2.eval_report import EVAL_JSON, EvalPoint, EvalReport
 from hf_gpt2.evaluation import run_tasks
 from hf_gpt2.evaluation.registry import TASKS, resolve_tasks
 from hf_gpt2.folders import as_storage_error, write_text_atomically
+from hf_gpt2.hub.references import BOOKKEEPING
 from hf_gpt2.locations import is_hub_id, missing_source_problem
 from hf_gpt2.recipe import HubConfig, Recipe
 from hf_gpt2.release import (
@@ -78,6 +79,7 @@ def run_pipeline(recipe: Recipe) -> Path:
     check_sources(recipe)
     run = launch(recipe, download=download_checkpoint)
     try:
+        check_in_training_eval(recipe, run.accelerator)
         main_decides(run.accelerator.state, lambda: check_hub_access(recipe.hub))
         return train_and_finish(recipe, run)
     finally:
@@ -97,6 +99,7 @@ def train_and_finish(recipe: Recipe, run: Launch) -> Path:
     start_run_folder(run.accelerator, recipe, run.run_dir, trainer.step)
     uploads = checkpoint_uploads(recipe.hub, run.accelerator)
     trainer.on_checkpoint = uploads.submit if uploads is not None else None
+    trainer.on_eval = evaluate_during_training if recipe.eval.every else None
     log_run_start(trainer)
     try:
         finished = train(trainer)
@@ -151,6 +154,28 @@ def check_eval_tasks(recipe: Recipe) -> None:
                 f"{err.__cause__ or err}); set eval.data.{name}=PATH to a local copy, or drop {name} from "
                 "eval.tasks (checked before training: nothing was written)"
             ) from err
+
+
+def check_in_training_eval(recipe: Recipe, accelerator: Accelerator) -> None:
+    """Refuse ``eval.every`` where the training model is sharded (FSDP, DeepSpeed ZeRO-3): the benchmark scorer needs
+    each process to hold the whole model. The evaluation after training reads the release and works everywhere.
+
+    Raises:
+        RecipeError: naming the setting and what works instead.
+    """
+    if not recipe.eval.every:
+        return
+    plugin = accelerator.state.deepspeed_plugin
+    sharded = accelerator.distributed_type == DistributedType.FSDP or (
+        plugin is not None and getattr(plugin, "zero_stage", None) == 3
+    )
+    if sharded:
+        raise RecipeError(
+            f"eval.every={recipe.eval.every} evaluates the training model, which "
+            f"{accelerator.distributed_type.value} shards across processes; set eval.every=0 (eval.tasks still run "
+            "on the release after training) or train with DDP (accelerate_configs/multi_gpu.yaml) or DeepSpeed "
+            "ZeRO-1/2 (checked before training: nothing was written)"
+        )
 
 
 def _hub_offline() -> bool:
@@ -296,6 +321,7 @@ def finish_run(trainer: Trainer) -> EvalReport:
         save_stock_gpt2_export(model, trainer.tokenizer, run_dir / "final-gpt2")
         log_samples(trainer, model)
     report.tasks = run_eval_tasks(trainer, model)
+    report.history = [EvalPoint.from_json(point) for point in trainer.eval_history]
     if accelerator.is_main_process:
         report.write(run_dir / EVAL_JSON)
         logger.info("eval.json: val_loss %.4f (ppl %.2f), val bits per byte %s at step %d", report.val_loss,
@@ -322,18 +348,9 @@ def log_samples(trainer: Trainer, model: PreTrainedModel) -> list[dict[str, str]
 
 def run_eval_tasks(trainer: Trainer, model: PreTrainedModel) -> dict[str, dict[str, float]]:
     """Run ``eval.tasks`` through ``hf_gpt2.evaluation.run_tasks`` (every process takes part) and log the scores."""
-    section = trainer.recipe.eval
-    if not section.tasks:
+    if not trainer.recipe.eval.tasks:
         return {}
-    results = run_tasks(
-        model,
-        trainer.tokenizer,
-        list(section.tasks),
-        data=dict(section.data) or None,
-        limit=section.limit,
-        batch_size=section.batch_size,
-        accelerator=trainer.accelerator,
-    )
+    results = _recipe_tasks(trainer, model, trainer.recipe.eval.limit)
     scalars = {
         f"eval/{task}/{name}": float(value)
         for task, scores in results.items()
@@ -346,6 +363,56 @@ def run_eval_tasks(trainer: Trainer, model: PreTrainedModel) -> dict[str, dict[s
             "eval %s: %s", task, ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, (int, float)))
         )
     return results
+
+
+def _recipe_tasks(
+    trainer: Trainer, model: Any, limit: int | None, *, progress: bool = True
+) -> dict[str, dict[str, float]]:
+    section = trainer.recipe.eval
+    return run_tasks(
+        model,
+        trainer.tokenizer,
+        list(section.tasks),
+        data=dict(section.data) or None,
+        limit=limit,
+        batch_size=section.batch_size,
+        accelerator=trainer.accelerator,
+        progress=progress,
+    )
+
+
+def in_training_prefix(limit: int | None) -> str:
+    """The TensorBoard prefix of the evaluations during training: ``eval_first200`` for the first 200 items of each
+    task, ``eval_all`` for all of them; never ``eval``, the evaluation after training, so that a curve on a slice is
+    not drawn or read as the number on the whole task."""
+    return f"eval_first{limit}" if limit is not None else "eval_all"
+
+
+def evaluate_during_training(trainer: Trainer) -> list[dict[str, Any]]:
+    """``trainer.on_eval``: run ``eval.tasks`` on the first ``eval.every_limit`` items of each (every process takes
+    part), log the scores to TensorBoard (``eval_first<N>/<task>/<metric>``) and in one line, and return the points
+    of eval.json's ``history``."""
+    section = trainer.recipe.eval
+    results = _recipe_tasks(trainer, trainer.model, section.every_limit, progress=False)
+    prefix = in_training_prefix(section.every_limit)
+    points = [
+        EvalPoint(
+            step=trainer.step,
+            tokens_seen=trainer.tokens_seen,
+            task=task,
+            limit=section.every_limit,
+            n=int(scores.get("n", 0)),
+            metrics={k: float(v) for k, v in scores.items() if k not in BOOKKEEPING and isinstance(v, (int, float))},
+        )
+        for task, scores in results.items()
+    ]
+    trainer.accelerator.log(
+        {f"{prefix}/{p.task}/{name}": value for p in points for name, value in p.metrics.items()}, step=trainer.step
+    )
+    shown = "; ".join(f"{p.task} {', '.join(f'{k} {v:.4g}' for k, v in p.metrics.items())} (n={p.n})" for p in points)
+    slice_ = f"first {section.every_limit} items per task" if section.every_limit is not None else "all items"
+    logger.info("step %d | eval.tasks on %s: %s", trainer.step, slice_, shown)
+    return [point.to_json() for point in points]
 
 
 def publish(final: Path, run_dir: Path, recipe: Recipe) -> str | None:

@@ -3,9 +3,10 @@
 Everything comes from files, so a card can be written for any release, pushed or not: the release's ``config.json``
 and ``model.safetensors`` header, the resolved ``recipe.yaml``, ``eval.json`` and the TensorBoard events of the run
 (gathered by :mod:`~hf_gpt2.hub.summary`, worded by :mod:`~hf_gpt2.hub.card_text`). The release then carries
-``README.md``, ``loss_curves.png``, ``recipe.yaml`` and ``eval.json`` beside the weights. The run's events
-(``<run>/tb/``) are uploaded beside them as ``runs/`` (the Hub shows them in its Metrics tab) without a copy in the
-release folder, so ``tensorboard --logdir runs/`` shows each run once."""
+``README.md``, ``loss_curves.png`` (and ``eval_curves.png`` for a run that evaluated ``eval.tasks`` during
+training), ``recipe.yaml`` and ``eval.json`` beside the weights. The run's events (``<run>/tb/``) are uploaded beside
+them as ``runs/`` (the Hub shows them in its Metrics tab) without a copy in the release folder, so
+``tensorboard --logdir runs/`` shows each run once."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from huggingface_hub.utils import filter_repo_objects
 from hf_gpt2.errors import CheckpointError
 from hf_gpt2.eval_report import EvalReport
 from hf_gpt2.folders import write_text_atomically
-from hf_gpt2.hub.card_text import GENERATED_MARKER, LOSS_PNG, render_card
-from hf_gpt2.hub.curves import EVENTS_GLOB, event_dirs, plot_losses
+from hf_gpt2.hub.card_text import EVAL_PNG, GENERATED_MARKER, LOSS_PNG, render_card
+from hf_gpt2.hub.curves import EVENTS_GLOB, eval_panels, event_dirs, plot_eval_panels, plot_losses
 from hf_gpt2.hub.summary import EVAL, EVENTS_DIR, RECIPE, gather_summary
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ def write_model_card(
     except Exception as err:  # a broken font cache or backend must not cost the run its card
         logger.warning("could not draw %s (%s); the card goes without it", LOSS_PNG, err)
         plot = None
+    try:
+        eval_plot = plot_eval_panels(eval_panels(summary.report), out / EVAL_PNG)
+    except Exception as err:  # as for the loss curves: the card goes without the picture, never without the card
+        logger.warning("could not draw %s (%s); the card goes without it", EVAL_PNG, err)
+        eval_plot = None
     card = render_card(
         summary,
         repo_id=repo_id or summary.section("hub").get("repo_id"),
@@ -92,6 +98,7 @@ def write_model_card(
         base_model=base_model,
         datasets=datasets,
         has_plot=plot is not None,
+        has_eval_plot=eval_plot is not None,
         has_events=bool(run_events(release, run)),
     )
     path = out / CARD

@@ -23,6 +23,7 @@ from hf_gpt2.hub.references import (
 from hf_gpt2.hub.summary import EVENTS_DIR, RECIPE, RunSummary
 
 LOSS_PNG = "loss_curves.png"
+EVAL_PNG = "eval_curves.png"
 _PLACEHOLDER_REPO = "USER/MODEL"
 GENERATED_MARKER = (
     "<!-- written by hf_gpt2 from the run's files; delete this line to keep hand edits on the next push -->"
@@ -310,6 +311,18 @@ model = GPT2LMHeadModel.from_pretrained("./gpt2-copy")
 ```"""
 
 
+def _during_training_text(summary: RunSummary) -> str:
+    limits = sorted({p.limit for p in summary.report.history}, key=lambda limit: limit or 0)
+    items = " / ".join("all" if limit is None else f"the first {limit}" for limit in limits)
+    steps = sorted({p.step for p in summary.report.history})
+    return (
+        f"During training (`eval.every`, steps {', '.join(map(str, steps))}) the tasks were scored on {items} items "
+        "of each: a slice, so these points are not comparable with a number on the whole task. The horizontal lines "
+        "are GPT-2 124M on the whole task (the GPT-2 paper's and lm-evaluation-harness's numbers), the star this "
+        "model after training on the items the table above counts."
+    )
+
+
 def render_card(
     summary: RunSummary,
     *,
@@ -319,6 +332,7 @@ def render_card(
     datasets: list[str] | None = None,
     has_plot: bool = False,
     has_events: bool = False,
+    has_eval_plot: bool = False,
 ) -> str:
     """The full README.md text: YAML metadata, then the training summary, curves, evaluation and usage."""
     repo = repo_id or _PLACEHOLDER_REPO
@@ -344,6 +358,9 @@ def render_card(
         parts.append(
             f"<details><summary>Recipe</summary>\n\n```yaml\n{summary.recipe_text.strip()}\n```\n\n</details>"
         )
-    parts += ["## Evaluation", _eval_table(summary), "## How to use", _usage(repo)]
+    parts += ["## Evaluation", _eval_table(summary)]
+    if has_eval_plot:
+        parts += [_during_training_text(summary), f"![Benchmarks during training]({EVAL_PNG})"]
+    parts += ["## How to use", _usage(repo)]
     body = "\n\n".join(parts) + "\n"
     return f"---\n{data.to_yaml()}\n---\n{GENERATED_MARKER}\n\n{body}"

@@ -147,6 +147,7 @@ def _facts(summary: RunSummary, train_state: TrainState | None) -> dict[str, Any
     facts["mfu"] = _median(curves, "perf/mfu")
     train_tags = [t for t in curves.loss_tags() if t.lower().startswith("train")]
     val_tags = [t for t in curves.loss_tags() if "val" in t.lower() or "eval" in t.lower()]
+    val_tags = sorted(val_tags, key=lambda t: (t != "val/loss", t.startswith(("eval_first", "eval_all"))))
     facts["final_train_loss"] = curves.final(train_tags[0]) if train_tags else None
     val_loss = report.val_loss
     facts["final_val_loss"] = val_loss if val_loss is not None else (curves.final(val_tags[0]) if val_tags else None)

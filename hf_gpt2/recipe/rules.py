@@ -40,6 +40,12 @@ def cross_section_problems(recipe: Recipe) -> list[str]:
             "train.eval_batches=null (the whole val split) needs prepared text data; with data.format=sft or "
             "data.streaming give a number of batches"
         )
+    every = recipe.eval.every
+    if every > 0 and every >= train.max_steps:
+        problems.append(
+            f"eval.every={every} is not below train.max_steps={train.max_steps}, so no evaluation during training "
+            "would run (the last step is evaluated after training); lower eval.every or set eval.every=0"
+        )
     if train.global_batch_tokens is not None and train.grad_accum_steps is None:
         if train.micro_batch_size >= 1 and data.block_size >= 1:
             try:

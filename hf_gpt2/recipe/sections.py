@@ -480,12 +480,19 @@ class SampleConfig:
 
 @dataclass(kw_only=True)
 class EvalConfig:
-    """``eval``: benchmark tasks run on the release (``final/``) at the end of a run."""
+    """``eval``: benchmark tasks run on the release (``final/``) at the end of a run, and optionally on a slice of each
+    task every ``eval.every`` steps during training."""
 
     tasks: list[str] = field(default_factory=list)
     """Benchmark task names (see ``hf-gpt2 eval --help``); empty runs only the val loss."""
     limit: int | None = None
-    """Examples per task (None: all)."""
+    """Examples per task in the evaluation after training (None: all)."""
+    every: int = 0
+    """Optimizer steps between evaluations of ``eval.tasks`` during training, on the first ``eval.every_limit``
+    items of each task (TensorBoard ``eval_first<N>/<task>/<metric>``, ``history`` in eval.json); 0: only after
+    training. The step where training ends is left to the evaluation after training."""
+    every_limit: int | None = 200
+    """Items per task in the evaluations during training (None: all, which can take long on big tasks)."""
     batch_size: int = 8
     """Batch size of the benchmark runner."""
     data: dict[str, str] = field(default_factory=dict)
@@ -498,6 +505,15 @@ class EvalConfig:
             problems.append(f"eval.limit must be >= 1 or null (all), got {self.limit}")
         if self.batch_size < 1:
             problems.append(f"eval.batch_size must be >= 1, got {self.batch_size}")
+        if self.every < 0:
+            problems.append(f"eval.every must be >= 0 (0: evaluate only after training), got {self.every}")
+        if self.every > 0 and not self.tasks:
+            problems.append(
+                f"eval.every={self.every} evaluates eval.tasks during training, but eval.tasks is empty; name the "
+                "tasks (e.g. eval.tasks=[hellaswag]) or set eval.every=0"
+            )
+        if self.every_limit is not None and self.every_limit < 1:
+            problems.append(f"eval.every_limit must be >= 1 or null (all), got {self.every_limit}")
         return problems
 
 

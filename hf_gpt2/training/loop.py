@@ -5,17 +5,20 @@
 ``train.eval_every`` steps and at the end (loss and bits per byte, :mod:`~hf_gpt2.training.validation`), stops
 early once ``train.target_val_bpb`` is reached, and saves a checkpoint every ``train.save_every`` steps and at the
 last step; each
-checkpoint goes to ``trainer.on_checkpoint`` (the pipeline's Hub upload). :func:`restore` continues from a
-checkpoint exactly.
+checkpoint goes to ``trainer.on_checkpoint`` (the pipeline's Hub upload). Every ``eval.every`` steps before the last
+it calls ``trainer.on_eval`` (the pipeline's benchmark tasks, :func:`evaluate_tasks`) without touching the random
+state that training uses. :func:`restore` continues from a checkpoint exactly.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
@@ -43,6 +46,7 @@ def train(trainer: Trainer) -> bool:
     """
     recipe, accelerator = trainer.recipe, trainer.accelerator
     log_every, eval_every, save_every = intervals(recipe)
+    tasks_every = recipe.eval.every if trainer.on_eval is not None else 0
     bar = tqdm(
         total=recipe.train.max_steps, initial=trainer.step, desc="train", disable=not accelerator.is_local_main_process
     )
@@ -64,6 +68,8 @@ def train(trainer: Trainer) -> bool:
                 if reached_target(trainer, log_val_loss(trainer)):
                     trainer.target_reached = True
                     break
+            if tasks_every and trainer.step % tasks_every == 0 and trainer.step < recipe.train.max_steps:
+                evaluate_tasks(trainer)
             if save_every and trainer.step % save_every == 0:
                 save(trainer)
         if trainer.last_val_step != trainer.step:
@@ -133,6 +139,7 @@ def restore(trainer: Trainer, checkpoint: Path) -> None:
     trainer.tokens_seen = tokens if tokens is not None else trainer.step * trainer.plan.tokens_per_step
     trainer.train_time_s = train_state.train_time_s
     trainer.target_reached = train_state.target_reached
+    trainer.eval_history = [point for point in train_state.eval_history if point["step"] <= trainer.step]
     done = " (train.target_val_bpb was reached there: no more training)" if trainer.target_reached else ""
     logger.info("resumed from %s at step %d%s", checkpoint, trainer.step, done)
 
@@ -147,6 +154,7 @@ def save(trainer: Trainer) -> Path:
         reshardable=is_reshardable(trainer.recipe, trainer.accelerator.state),
         optimizer=trainer.recipe.optim.name,
         target_reached=trainer.target_reached,
+        eval_history=trainer.eval_history,
     )
     path = checkpointing.save_checkpoint(
         trainer.accelerator,
@@ -245,6 +253,30 @@ def log_val_loss(trainer: Trainer) -> ValScores:
     logger.info("step %d | val loss %.4f | val ppl %.2f | val bpb %s | %.1f s training", trainer.step, scores.loss,
                 math.exp(min(scores.loss, 50.0)), bpb, trainer.train_time_s)  # fmt: skip
     return scores
+
+
+def evaluate_tasks(trainer: Trainer) -> list[dict[str, Any]]:
+    """Run ``trainer.on_eval`` (every process) with the model in eval mode, and add its points to the history.
+
+    Training goes on exactly as without it: the random states of torch (CPU and this process's accelerator), Python
+    and NumPy are restored afterwards (an evaluation that draws random numbers, or a data loader that synchronizes
+    them across processes, changes no dropout mask), and its time is not counted as training time.
+    """
+    assert trainer.on_eval is not None
+    model = trainer.model
+    device = trainer.accelerator.device
+    devices = [] if device.type == "cpu" else [device]
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        model.eval()
+        try:
+            points = trainer.on_eval(trainer)
+        finally:
+            model.train()
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+    trainer.eval_history.extend(points)
+    return points
 
 
 def reached_target(trainer: Trainer, scores: ValScores) -> bool:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,10 @@ class TrainState:
     target_reached: bool = False
     """The run reached ``train.target_val_bpb`` at this step, so its training is over: resuming it finishes the
     release without training."""
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    """The evaluations of ``eval.tasks`` during training up to this step (``eval.json``'s ``history`` points), kept
+    here so that a resumed run, from this folder or from the Hub, keeps exactly the points of the steps it resumes
+    after."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``train_state.json``."""
@@ -79,6 +83,10 @@ class TrainState:
         unknown = sorted(set(data) - known)
         if unknown:
             raise CheckpointError(f"{where} has keys {unknown} that a train state does not have ({sorted(known)})")
+        history = data.get("eval_history", [])
+        if not isinstance(history, list) or not all(isinstance(p, Mapping) and isinstance(p.get("step"), int)
+                                                    for p in history):  # fmt: skip
+            raise CheckpointError(f"{where}: eval_history should be a list of objects with an integer 'step'")
         return cls(**data)
 
     def write(self, folder: Path) -> Path:

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 OnCheckpoint = Callable[[Path, int], None]
 """Called on the main process with each new checkpoint folder and its step (the pipeline pushes it to the Hub)."""
 
+OnEval = Callable[["Trainer"], list[dict[str, Any]]]
+"""Called on every process every ``eval.every`` steps with the model in eval mode (the pipeline runs ``eval.tasks``
+on a slice); returns the new points of the evaluation history (JSON objects, kept in checkpoints)."""
+
 
 @dataclass(kw_only=True)
 class Trainer:
@@ -60,6 +64,9 @@ class Trainer:
     last_val_step: int = -1
     stop_requested: bool = False
     on_checkpoint: OnCheckpoint | None = None
+    on_eval: OnEval | None = None
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    """What ``on_eval`` returned so far (restored from the checkpoint on resume)."""
     train_time_s: float = 0.0
     target_reached: bool = False
     """``train.target_val_bpb`` was reached at ``step``: training is over (also for a run resumed from that step)."""
