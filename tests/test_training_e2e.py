@@ -544,6 +544,13 @@ def test_each_lever_trains_and_logs_bits_per_byte(workspace, tmp_path, lever):
     report = json.loads((run / "eval.json").read_text())
     assert report["val_bits_per_byte"] == pytest.approx(curves["val/bpb"][-1], rel=1e-6)
     assert "| final validation bits per byte |" in (run / "final/README.md").read_text()
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel  # the release is still GPT-2, whatever the lever
+
+    ours = AutoModelForCausalLM.from_pretrained(run / "final").eval()
+    stock = GPT2LMHeadModel.from_pretrained(run / "final-gpt2").eval()
+    ids = torch.randint(0, ours.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, stock(ids).logits, rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
