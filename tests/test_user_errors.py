@@ -7,7 +7,6 @@ Every case runs the real command (``hf_gpt2.cli.main``, in process; a few also a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import test_hub
 import torch
 import yaml
 from test_hub import SECRET, WHOAMI
+from test_training_e2e import tree_digest
 
 from hf_gpt2 import cli, online
 from hf_gpt2.errors import DataError, HubError, RecipeError
@@ -34,17 +34,6 @@ local_hub = test_hub.local_hub
 """The Hub's HTTP endpoints on 127.0.0.1 (``tests/test_hub.py``), as a fixture of this module too."""
 PROGRESS_BAR = re.compile(r"\[\d+:\d\d")
 """tqdm's elapsed-time field: the progress bars that share stderr with the error line."""
-
-
-def digests(*folders: Path) -> dict[str, str]:
-    """sha256 of every file under ``folders`` (a missing folder counts as empty)."""
-    return {
-        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-        for folder in folders
-        if folder.exists()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def error_line(capsys, code: int, *needles: str) -> str:
@@ -95,11 +84,11 @@ LONG_PROMPT = ("the quick brown fox jumps over the lazy dog " * 40).strip()  # 3
     ids=["past-the-context", "prompt-longer-than-the-context", "no-room-for-the-prompt", "chat"],
 )
 def test_generation_past_the_context_is_refused_before_generating(release, capsys, options, needles):
-    before = digests(release)
+    before = tree_digest(release)
     code = run_cli("generate", "--model", release, "--device", "cpu", *options)
     error_line(capsys, code, *needles)
     assert capsys.readouterr().out == ""  # not a token was generated
-    assert digests(release) == before
+    assert tree_digest(release) == before
 
 
 def test_a_chat_message_longer_than_the_context_is_refused(release, capsys, monkeypatch):
@@ -205,11 +194,11 @@ def test_bad_data_names_the_file_the_line_and_the_fix(tmp_path, corpus, capsys, 
     data.mkdir()
     (data / name).write_bytes(content)
     recipe = tiny_recipe(tmp_path, data / name)
-    before = digests(data, tmp_path / "cache")
+    before = tree_digest(data, tmp_path / "cache")
     line = error_line(capsys, run_cli("prepare", recipe), problem, "data.bad_documents=skip")
     if "utf-8" in problem:
         assert "iconv" in line and "data.encoding" in line
-    assert digests(data, tmp_path / "cache") == before
+    assert tree_digest(data, tmp_path / "cache") == before
     assert not list((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True  # no staging left
 
 
@@ -278,10 +267,10 @@ def test_the_sft_and_benchmark_readers_name_the_bad_line(tmp_path, release, caps
         prepare_sft_data(recipe, AutoTokenizer.from_pretrained(release))
     lambada = tmp_path / "lambada.jsonl"
     lambada.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
-    before = digests(tmp_path)
+    before = tree_digest(tmp_path)
     code = run_cli("eval", "--model", release, "--tasks", "lambada_openai", "--data", f"lambada_openai={lambada}")
     error_line(capsys, code, "lambada_openai: ", "lambada.jsonl, line 2 is not valid utf-8 text: byte 0xe9")
-    assert digests(tmp_path) == before
+    assert tree_digest(tmp_path) == before
 
 
 def test_a_corpus_of_one_file_trains_on_its_head_and_validates_on_its_tail(tmp_path):
@@ -344,10 +333,10 @@ def test_push_without_a_token_changes_nothing(generated_release, monkeypatch, tm
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    before = digests(generated_release)
+    before = tree_digest(generated_release)
     code = run_cli("push", "--model", generated_release, "--repo-id", "user/new-name")
     error_line(capsys, code, "no Hugging Face token found", "hf auth login", "HF_TOKEN")
-    assert digests(generated_release) == before  # the card is not rewritten for a push that cannot happen
+    assert tree_digest(generated_release) == before  # the card is not rewritten for a push that cannot happen
 
 
 @pytest.mark.parametrize("failure", ["no network", "bad token", "read-only token", "forbidden namespace", "commit"])
@@ -369,11 +358,11 @@ def test_a_failed_push_changes_nothing_locally(
     if failure == "read-only token":
         monkeypatch.setitem(WHOAMI, "auth", {"accessToken": {"role": "read"}})
     local_hub.fail_commits = int(failure == "commit")
-    before = digests(generated_release)
+    before = tree_digest(generated_release)
     code = run_cli("push", "--model", generated_release, "--repo-id", repo)
     line = error_line(capsys, code, *needles)
     assert SECRET not in line
-    assert digests(generated_release) == before  # README.md still names user/old-name
+    assert tree_digest(generated_release) == before  # README.md still names user/old-name
     if failure != "commit":
         assert local_hub.requests == []  # refused before anything was created on the Hub
     assert run_cli("push", "--model", generated_release, "--repo-id", "user/new-name") == 0 or failure != "commit"
@@ -404,14 +393,14 @@ HUB_READS = {
 def test_every_hub_path_without_a_network_is_one_line_at_once(path, release, corpus, tmp_path, closed_port, capsys,
                                                               caplog):  # fmt: skip
     tiny_recipe(tmp_path, corpus)
-    before = digests(tmp_path, release)
+    before = tree_digest(tmp_path, release)
     with caplog.at_level(logging.WARNING):
         code = run_cli(*HUB_READS[path](release, tmp_path))
     error_line(
         capsys, code, f"could not reach the Hugging Face Hub at {closed_port}", "HF_HUB_OFFLINE=1", "HTTPS_PROXY"
     )
     assert "Retrying in" not in caplog.text  # nothing was retried: one quick request, then the error
-    assert digests(tmp_path, release) == before
+    assert tree_digest(tmp_path, release) == before
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
@@ -512,10 +501,10 @@ CLI_VALUES = [
 def test_every_option_is_checked_and_names_the_bad_value(command, message, release, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     fill = {"release": str(release), "tmp": str(tmp_path)}
-    before = digests(release, tmp_path)
+    before = tree_digest(release, tmp_path)
     code = run_cli(*shlex.split(command.format(**fill)))
     error_line(capsys, code, message.format(**fill))
-    assert digests(release, tmp_path) == before
+    assert tree_digest(release, tmp_path) == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
