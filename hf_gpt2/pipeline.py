@@ -324,8 +324,9 @@ def finish_run(trainer: Trainer) -> EvalReport:
     report.history = [EvalPoint.from_json(point) for point in trainer.eval_history]
     if accelerator.is_main_process:
         report.write(run_dir / EVAL_JSON)
+        bpb = "n/a" if report.val_bits_per_byte is None else f"{report.val_bits_per_byte:.4f}"
         logger.info("eval.json: val_loss %.4f (ppl %.2f), val bits per byte %s at step %d", report.val_loss,
-                    report.val_perplexity, report.val_bits_per_byte, trainer.step)  # fmt: skip
+                    report.val_perplexity, bpb, trainer.step)  # fmt: skip
         pushed = publish(final, run_dir, trainer.recipe)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # last: the whole release is written
