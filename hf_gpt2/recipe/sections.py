@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hf_gpt2.errors import RecipeError
+from hf_gpt2.locations import repo_id_problem
 from hf_gpt2.model_fields import GPT2_EOS_ID, field_problems
 from hf_gpt2.recipe.problems import check_choice, format_problems
 from hf_gpt2.recipe.rules import cross_section_problems
@@ -539,8 +540,9 @@ class HubConfig:
         problems = []
         if (self.push_final or self.push_checkpoints) and not self.repo_id:
             problems.append("hub.repo_id (USER/NAME) is required when hub.push_final or hub.push_checkpoints is true")
-        if self.repo_id is not None and self.repo_id.count("/") != 1:
-            problems.append(f"hub.repo_id={self.repo_id!r} must look like USER/NAME")
+        problem = repo_id_problem(self.repo_id) if self.repo_id is not None else None
+        if problem:
+            problems.append(f"hub.repo_id={problem}")  # the rule a push and --repo-id apply
         if not self.checkpoint_revision:
             problems.append("hub.checkpoint_revision must be a branch name")
         return problems
